@@ -1,0 +1,211 @@
+"""Object detection on any backend: pre-processing, batching, decoding, filtering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...backends.base import Backend, UnknownModelError
+from ...batching import DynamicBatcher
+from ...metrics import Metrics
+from ...models.repository import ModelConfig
+from .annotate import annotate_jpeg
+from .decoders import decode, guess_layout
+from .preprocess import Image, decode_image, letterbox
+
+
+class InvalidParameterError(ValueError):
+    """A request parameter that cannot be used (unknown label, bad score)."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in 0..1
+    class_id: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"label": self.label, "score": round(self.score, 4), "box": [round(v, 4) for v in self.box]}
+
+
+@dataclass
+class DetectionResult:
+    model: str
+    detections: list[Detection]
+    width: int
+    height: int
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    annotated_jpeg: bytes | None = None
+
+
+class VisionPipeline:
+    def __init__(
+        self,
+        backend: Backend,
+        metrics: Metrics,
+        *,
+        default_model: str,
+        batching: bool = True,
+        max_queue: int = 64,
+        workers: int = 1,
+    ) -> None:
+        self.backend = backend
+        self.metrics = metrics
+        self.default_model = default_model
+        self.batching = batching
+        self.max_queue = max_queue
+        self.workers = workers
+        self._batchers: dict[str, DynamicBatcher] = {}
+
+    def models(self) -> dict[str, ModelConfig]:
+        return {n: c for n, c in self.backend.models().items() if c.task == "detection"}
+
+    def describe(self) -> dict[str, object]:
+        models = self.models()
+        default = self.default_model if self.default_model in models else next(iter(models), None)
+        return {
+            "default_model": default,
+            "models": [
+                {"name": n, "backend": self.backend.name, "labels": list(c.labels)}
+                for n, c in models.items()
+            ],
+            "cameras": True,
+        }
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: b.depth for name, b in self._batchers.items()}
+
+    def resolve(self, model: str | None) -> ModelConfig:
+        models = self.models()
+        name = model or self.default_model
+        if name not in models and not model and models:
+            name = next(iter(models))  # no default installed: any detector beats an error
+        if name not in models:
+            raise UnknownModelError(
+                f"unknown model {name!r}; served: {', '.join(models) or 'none'}"
+            )
+        return models[name]
+
+    def label_filter(self, config: ModelConfig, labels: Iterable[str] | None) -> set[int] | None:
+        if not labels:
+            return None
+        wanted = {label.strip() for label in labels if label.strip()}
+        unknown = wanted - set(config.labels)
+        if unknown:
+            raise InvalidParameterError(
+                f"labels not known to {config.name}: {', '.join(sorted(unknown))}"
+            )
+        return {i for i, label in enumerate(config.labels) if label in wanted}
+
+    async def detect_bytes(
+        self,
+        data: bytes,
+        *,
+        model: str | None = None,
+        labels: Iterable[str] | None = None,
+        min_score: float = 0.25,
+        annotate: bool = False,
+    ) -> DetectionResult:
+        config = self.resolve(model)
+        wanted = self.label_filter(config, labels)
+        started = time.perf_counter()
+        image = await asyncio.get_running_loop().run_in_executor(None, decode_image, data)
+        decoded = time.perf_counter()
+        result = await self._detect(config, image, wanted, min_score, annotate, started)
+        result.timing_ms["decode"] = round((decoded - started) * 1000, 2)
+        return result
+
+    async def detect_image(
+        self,
+        image: Image,
+        *,
+        model: str | None = None,
+        labels: Iterable[str] | None = None,
+        min_score: float = 0.25,
+        annotate: bool = False,
+    ) -> DetectionResult:
+        config = self.resolve(model)
+        return await self._detect(
+            config, image, self.label_filter(config, labels), min_score, annotate, time.perf_counter()
+        )
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
+
+    async def _detect(
+        self,
+        config: ModelConfig,
+        image: Image,
+        wanted: set[int] | None,
+        min_score: float,
+        annotate: bool,
+        started: float,
+    ) -> DetectionResult:
+        if not 0.0 <= min_score <= 1.0:
+            raise InvalidParameterError("min_score must be between 0 and 1")
+        loop = asyncio.get_running_loop()
+        _, height, width = config.inputs[0].dims[-3:]
+        blob, box = await loop.run_in_executor(None, letterbox, image, width, height)
+        outputs, queued = await self._batcher(config).submit({config.inputs[0].name: blob})
+        inferred = time.perf_counter()
+        output = outputs[config.outputs[0].name][0]
+        layout = config.parameters.get("output_layout") or guess_layout(
+            (1, *output.shape), len(config.labels)
+        )
+        raw = decode(
+            output.astype(np.float32),
+            layout=layout,
+            num_classes=len(config.labels),
+            input_size=(width, height),
+            box=box,
+            min_score=min_score,
+        )
+        detections = [
+            Detection(
+                label=config.labels[c], score=float(s), box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), class_id=int(c)
+            )
+            for b, s, c in zip(raw.boxes, raw.scores, raw.class_ids, strict=True)
+            if wanted is None or int(c) in wanted
+        ]
+        result = DetectionResult(config.name, detections, box.width, box.height)
+        if annotate:
+            result.annotated_jpeg = await loop.run_in_executor(None, annotate_jpeg, image, detections)
+        total = time.perf_counter() - started
+        self.metrics.observe_latency("vision", config.name, total)
+        result.timing_ms.update(
+            queue=round(queued * 1000, 2),
+            inference=round((inferred - started) * 1000 - queued * 1000, 2),
+            total=round(total * 1000, 2),
+        )
+        return result
+
+    def _batcher(self, config: ModelConfig) -> DynamicBatcher:
+        batcher = self._batchers.get(config.name)
+        if batcher is None:
+            batching = self.batching and config.max_batch_size > 1 and config.dynamic_batching
+            histogram = self.metrics.batch_size.labels(config.name)
+
+            async def run(inputs: dict[str, np.typing.NDArray[np.generic]]) -> dict[str, np.typing.NDArray[np.generic]]:
+                try:
+                    return await self.backend.infer(config.name, inputs)
+                except Exception:
+                    self.metrics.backend_errors.labels(self.backend.name, config.name).inc()
+                    raise
+
+            batcher = DynamicBatcher(
+                run,
+                max_batch=config.max_batch_size if batching else 1,
+                max_delay_s=config.max_queue_delay_ms / 1000 if batching else 0.0,
+                max_queue=self.max_queue,
+                workers=self.workers,
+                on_batch=histogram.observe,
+            )
+            self._batchers[config.name] = batcher
+        return batcher

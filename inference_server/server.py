@@ -1,0 +1,141 @@
+"""Composition root: settings → backend → pipelines → MQTT presence, and their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from typing import Any
+
+from . import PROTOCOL_VERSION, __version__
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .config import Settings, ensure_server_id
+from .metrics import Metrics
+from .mqtt import MqttPresence
+from .pipelines.camera_registry import CameraRegistry
+from .pipelines.vision import VisionPipeline
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "triton":
+        from .backends.triton import TritonBackend
+
+        return TritonBackend(settings.triton_url, local_repo=settings.model_repo)
+    return LocalBackend(settings.model_repo)
+
+
+def advertised_url(settings: Settings) -> str:
+    if settings.advertise_url:
+        return settings.advertise_url.rstrip("/")
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        host = _primary_address()
+    return f"http://{host}:{settings.port}"
+
+
+def _primary_address() -> str:
+    """The address other LAN hosts reach us on (a UDP connect sends no packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 1))
+            return str(sock.getsockname()[0])
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
+
+
+class Server:
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.server_id = ensure_server_id(settings)
+        self.name = settings.name or f"Edge inference on {socket.gethostname()}"
+        self.metrics = Metrics()
+        self.backend = backend or make_backend(settings)
+        self.vision = VisionPipeline(
+            self.backend,
+            self.metrics,
+            default_model=settings.default_model,
+            batching=settings.batching,
+            max_queue=settings.max_queue,
+            workers=2 if settings.backend == "triton" else 1,
+        )
+        self.mqtt = MqttPresence(settings, self.server_id) if settings.mqtt_host else None
+        self.cameras = CameraRegistry(self.vision, self._publish, self.metrics, settings.data_dir)
+        self._stats_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.backend.start()
+        if not self.vision.models():
+            _LOGGER.warning(
+                "No detection model in %s: run `python -m inference_server.models.install_default "
+                "--repo %s`", self.settings.model_repo, self.settings.model_repo,
+            )
+        if self.mqtt:
+            self.mqtt.set_announce(self.announce())
+            self.mqtt.start()
+        await self.cameras.start()
+        self._stats_task = asyncio.create_task(self._stats_loop(), name="stats")
+
+    async def stop(self) -> None:
+        if self._stats_task:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
+        await self.cameras.stop()
+        await self.vision.close()
+        if self.mqtt:
+            await asyncio.get_running_loop().run_in_executor(None, self.mqtt.stop)
+        await self.backend.stop()
+
+    def backends(self) -> dict[str, Any]:
+        return {self.backend.name: self.backend.describe()}
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"vision": self.vision.describe()} if self.vision.models() else {}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "server_id": self.server_id,
+            "name": self.name,
+            "version": __version__,
+            "capabilities": self.capabilities(),
+            "backends": self.backends(),
+        }
+
+    def announce(self) -> dict[str, Any]:
+        url = advertised_url(self.settings)
+        return {**self.info(), "api": {"url": url, "urls": [url]}, "auth": "bearer"}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "time": time.time(),
+            "uptime_s": round(time.time() - self.metrics.started, 1),
+            "latency_ms": self.metrics.latency_summary(),
+            "queue_depth": self.vision.queue_depths(),
+            "backends": self.backends(),
+            "cameras": {cid: w.frames for cid, w in self.cameras.workers.items()},
+        }
+
+    def _publish(self, suffix: str, payload: dict[str, Any], qos: int) -> None:
+        if self.mqtt:
+            self.mqtt.publish(suffix, payload, qos=qos)
+
+    async def _stats_loop(self) -> None:
+        """Readiness gauges and announce refresh every few seconds; stats on their interval."""
+        next_stats = 0.0
+        while True:
+            for name, described in self.backends().items():
+                self.metrics.backend_ready.labels(name).set(1 if described.get("ready") else 0)
+            for model, depth in self.vision.queue_depths().items():
+                self.metrics.queue_depth.labels(model).set(depth)
+            if self.mqtt:
+                self.mqtt.set_announce(self.announce())  # publishes only when it changed
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.settings.stats_interval
+                    self.mqtt.publish("stats", self.stats())
+            await asyncio.sleep(2.0)
