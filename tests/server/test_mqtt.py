@@ -1,0 +1,80 @@
+"""MQTT presence on a real Mosquitto, seen by a separate client."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.helpers.broker import MosquittoBroker
+from tests.helpers.mqtt_watcher import MqttWatcher
+from tests.helpers.server_process import ServerProcess
+
+BASE = "edge_inference/test-server"
+
+
+def test_announce_and_status_are_retained(server: ServerProcess, broker: MosquittoBroker) -> None:
+    # A client that connects after the server still gets both: they are retained.
+    late = MqttWatcher(broker.port)
+    try:
+        announce = late.wait_for(f"{BASE}/announce")
+        status = late.wait_for(f"{BASE}/status")
+    finally:
+        late.close()
+    assert announce.retain and status.retain
+    assert status.text == "online"
+    payload = json.loads(announce.payload)
+    assert payload["protocol"] == 1
+    assert payload["server_id"] == "test-server"
+    assert payload["api"]["url"] == server.url
+    assert payload["capabilities"]["vision"]["default_model"] == "yolov3-tiny"
+    assert payload["backends"]["local"]["ready"] is True
+    assert server.token not in announce.text  # no secrets in the announce
+
+
+def test_broker_restart_leads_to_a_new_announce(
+    server: ServerProcess, broker: MosquittoBroker, watcher: MqttWatcher
+) -> None:
+    watcher.wait_for(f"{BASE}/announce")
+    broker.stop()  # no persistence: the restarted broker has forgotten every retained message
+    restarted = time.monotonic()
+    broker.start()
+    again = watcher.wait_for(f"{BASE}/announce", after=restarted, timeout=45)
+    assert json.loads(again.payload)["server_id"] == "test-server"
+    assert watcher.wait_for(f"{BASE}/status", after=restarted).text == "online"
+
+
+def test_sigkill_shows_offline_through_the_last_will(
+    server: ServerProcess, watcher: MqttWatcher
+) -> None:
+    watcher.wait_for(f"{BASE}/status", lambda m: m.text == "online")
+    killed = time.monotonic()
+    server.kill()
+    offline = watcher.wait_for(f"{BASE}/status", lambda m: m.text == "offline", after=killed, timeout=30)
+    assert offline.received - killed < 30
+
+
+def test_clean_stop_publishes_offline_then_restart_online(
+    server: ServerProcess, watcher: MqttWatcher
+) -> None:
+    watcher.wait_for(f"{BASE}/status", lambda m: m.text == "online")
+    stopped = time.monotonic()
+    server.stop()
+    watcher.wait_for(f"{BASE}/status", lambda m: m.text == "offline", after=stopped, timeout=10)
+    started = time.monotonic()
+    server.start()
+    watcher.wait_for(f"{BASE}/status", lambda m: m.text == "online", after=started)
+
+
+def test_stats_are_published(tmp_path, broker: MosquittoBroker, watcher: MqttWatcher, model_repo) -> None:  # type: ignore[no-untyped-def]
+    proc = ServerProcess(tmp_path / "s", mqtt_port=broker.port, model_repo=model_repo,
+                         extra_args=["--stats-interval", "1"])
+    proc.start()
+    try:
+        first = watcher.wait_for(f"{BASE}/stats")
+        stats = json.loads(first.payload)
+        assert stats["backends"]["local"]["ready"] is True
+        assert "uptime_s" in stats
+        second = watcher.wait_for(f"{BASE}/stats", after=first.received + 0.01, timeout=10)
+        assert json.loads(second.payload)["uptime_s"] >= stats["uptime_s"]
+    finally:
+        proc.stop()
