@@ -98,7 +98,11 @@ async def detect(request: web.Request) -> web.Response:
     data = await _read_image_body(request)
     try:
         result = await server.vision.detect_bytes(
-            data, model=query.get("model") or None, labels=labels, min_score=min_score, annotate=annotate
+            data,
+            model=query.get("model") or None,
+            labels=labels,
+            min_score=min_score,
+            annotate=annotate,
         )
     except InvalidImageError as err:
         raise ApiError(400, "invalid_image", str(err)) from None
@@ -107,8 +111,9 @@ async def detect(request: web.Request) -> web.Response:
     except UnknownModelError as err:
         raise ApiError(404, "unknown_model", str(err)) from None
     except QueueFullError:
-        raise ApiError(503, "queue_full", "Too many requests queued; retry shortly",
-                       retry_after=RETRY_AFTER_S) from None
+        raise ApiError(
+            503, "queue_full", "Too many requests queued; retry shortly", retry_after=RETRY_AFTER_S
+        ) from None
     except BackendError as err:
         raise ApiError(503, "backend_unavailable", str(err), retry_after=5) from None
     body: dict[str, Any] = {
@@ -165,8 +170,11 @@ async def camera_snapshot(request: web.Request) -> web.Response:
     return web.Response(
         body=worker.snapshot,
         content_type="image/jpeg",
-        headers={"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT",
-                                                time.gmtime(worker.last_frame_time or 0))},
+        headers={
+            "Last-Modified": time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(worker.last_frame_time or 0)
+            )
+        },
     )
 
 
@@ -194,7 +202,9 @@ async def _read_image_body(request: web.Request) -> bytes:
         limit = request.app[SERVER_KEY].settings.max_body_bytes
         reader = await request.multipart()
         async for part in reader:
-            if isinstance(part, BodyPartReader) and (part.filename or part.name in ("image", "file")):
+            if isinstance(part, BodyPartReader) and (
+                part.filename or part.name in ("image", "file")
+            ):
                 data = bytearray()
                 while chunk := await part.read_chunk():
                     data += chunk
@@ -204,7 +214,8 @@ async def _read_image_body(request: web.Request) -> bytes:
         raise ApiError(400, "bad_request", "The multipart body has no image part")
     if content_type not in IMAGE_TYPES:
         raise ApiError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"Send image/jpeg, image/png or multipart/form-data, not {content_type or 'nothing'}",
         )
     return await request.read()

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "0.0.0.0"  # noqa: S104 - a server for the LAN; auth guards it
+    host: str = "0.0.0.0"
     port: int = 8765
     token: str = ""
     advertise_url: str = ""

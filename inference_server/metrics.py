@@ -42,7 +42,10 @@ class Metrics:
             registry=r,
         )
         self.backend_errors = Counter(
-            "edge_inference_backend_errors", "Failed backend calls", ["backend", "model"], registry=r
+            "edge_inference_backend_errors",
+            "Failed backend calls",
+            ["backend", "model"],
+            registry=r,
         )
         self.backend_ready = Gauge(
             "edge_inference_backend_ready", "1 when the backend serves", ["backend"], registry=r
@@ -62,7 +65,9 @@ class Metrics:
             if ordered:
                 summary[key] = {
                     "p50": round(ordered[len(ordered) // 2] * 1000, 2),
-                    "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 2),
+                    "p95": round(
+                        ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 2
+                    ),
                 }
         return summary
 

@@ -7,6 +7,7 @@ retained messages when it has no persistence) learns about us again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -57,10 +58,9 @@ class MqttPresence:
     def stop(self, timeout: float = 3.0) -> None:
         if self.connected.is_set():
             info = self._client.publish(self.topic("status"), OFFLINE, qos=1, retain=True)
-            try:
+            # broker gone: the last will says offline for us
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass  # broker gone: the last will says offline for us
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -73,7 +73,9 @@ class MqttPresence:
         if changed and self.connected.is_set():
             self._client.publish(self.topic("announce"), data, qos=1, retain=True)
 
-    def publish(self, suffix: str, payload: dict[str, Any], *, qos: int = 0, retain: bool = False) -> None:
+    def publish(
+        self, suffix: str, payload: dict[str, Any], *, qos: int = 0, retain: bool = False
+    ) -> None:
         """Thread-safe, non-blocking; dropped (QoS 0) or queued (QoS 1) while disconnected."""
         data = json.dumps(payload, separators=(",", ":"))
         self._client.publish(self.topic(suffix), data, qos=qos, retain=retain)
@@ -89,7 +91,9 @@ class MqttPresence:
         client.publish(self.topic("announce"), announce, qos=1, retain=True)
         client.publish(self.topic("status"), ONLINE, qos=1, retain=True)
         if not self.connected.is_set():
-            _LOGGER.info("Connected to MQTT %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+            _LOGGER.info(
+                "Connected to MQTT %s:%s", self.settings.mqtt_host, self.settings.mqtt_port
+            )
         self.connected.set()
 
     def _on_disconnect(

@@ -33,7 +33,7 @@ def advertised_url(settings: Settings) -> str:
     if settings.advertise_url:
         return settings.advertise_url.rstrip("/")
     host = settings.host
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+    if host in ("0.0.0.0", "::", ""):
         host = _primary_address()
     return f"http://{host}:{settings.port}"
 
@@ -72,7 +72,9 @@ class Server:
         if not self.vision.models():
             _LOGGER.warning(
                 "No detection model in %s: run `python -m inference_server.models.install_default "
-                "--repo %s`", self.settings.model_repo, self.settings.model_repo,
+                "--repo %s`",
+                self.settings.model_repo,
+                self.settings.model_repo,
             )
         if self.mqtt:
             self.mqtt.set_announce(self.announce())

@@ -49,7 +49,9 @@ class _OnnxModel:
 
     def run(self, inputs: Tensors) -> Tensors:
         results = self.session.run(self.output_names, dict(inputs))
-        return {name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)}
+        return {
+            name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)
+        }
 
 
 class _DarknetModel:
@@ -80,9 +82,7 @@ class _DarknetModel:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(
-        self, repo: Path, *, providers: list[str] | None = None, threads: int = 2
-    ) -> None:
+    def __init__(self, repo: Path, *, providers: list[str] | None = None, threads: int = 2) -> None:
         self.repo = repo
         self._wanted_providers = providers
         self._configs: dict[str, ModelConfig] = {}
@@ -141,7 +141,9 @@ class LocalBackend(Backend):
             except Exception as err:  # a broken model must not take the server down
                 _LOGGER.error("Cannot load model %s: %s", name, err)
                 continue
-            _LOGGER.info("Loaded %s (%s) on %s", name, config.platform, self._models[name].providers)
+            _LOGGER.info(
+                "Loaded %s (%s) on %s", name, config.platform, self._models[name].providers
+            )
 
     @staticmethod
     def _load(config: ModelConfig, providers: list[str]) -> Any:

@@ -88,7 +88,9 @@ def from_proto(proto: Message, *, name: str, model_dir: Path | None = None) -> M
     path = None
     version = "1"
     if model_dir is not None:
-        version, path = _newest_version(model_dir, cfg.default_model_filename or DEFAULT_FILENAMES.get(platform, "model.onnx"))
+        version, path = _newest_version(
+            model_dir, cfg.default_model_filename or DEFAULT_FILENAMES.get(platform, "model.onnx")
+        )
     return ModelConfig(
         name=name,
         platform=platform,

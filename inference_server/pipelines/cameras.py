@@ -119,7 +119,7 @@ class FrameReader(threading.Thread):
                 if not ok:
                     break  # end of file (loop it) or a dropped stream (reconnect)
                 with self._lock:
-                    self._latest = (frame, time.time())
+                    self._latest = (np.asarray(frame, dtype=np.uint8), time.time())
                 if delay:
                     self._stop.wait(delay)
             capture.release()
@@ -141,7 +141,12 @@ class _Track:
 
 class CameraWorker:
     def __init__(
-        self, camera_id: str, spec: CameraSpec, vision: VisionPipeline, publish: Publish, metrics: Metrics
+        self,
+        camera_id: str,
+        spec: CameraSpec,
+        vision: VisionPipeline,
+        publish: Publish,
+        metrics: Metrics,
     ) -> None:
         self.camera_id = camera_id
         self.spec = spec
@@ -151,7 +156,7 @@ class CameraWorker:
         self.frames = 0
         self.last_frame_time: float | None = None
         self.error: str | None = None
-        self.counts: dict[str, int] = {label: 0 for label in spec.labels}
+        self.counts: dict[str, int] = dict.fromkeys(spec.labels, 0)
         self.snapshot: bytes | None = None
         self._tracks: dict[int, _Track] = {}
         self._tracker = ByteTrackTracker(
@@ -209,7 +214,10 @@ class CameraWorker:
 
     async def _process(self, frame: Image, frame_time: float) -> None:
         result = await self.vision.detect_image(
-            frame, model=self.spec.model, labels=self.spec.labels or None, min_score=self.spec.min_score
+            frame,
+            model=self.spec.model,
+            labels=self.spec.labels or None,
+            min_score=self.spec.min_score,
         )
         self.frames += 1
         self.last_frame_time = frame_time
@@ -218,7 +226,7 @@ class CameraWorker:
         self.snapshot = await asyncio.get_running_loop().run_in_executor(
             None, annotate_jpeg, frame, [d for d, _ in tracked], [t for _, t in tracked]
         )
-        counts = {label: 0 for label in self.spec.labels}
+        counts = dict.fromkeys(self.spec.labels, 0)
         for detection in result.detections:
             counts[detection.label] = counts.get(detection.label, 0) + 1
         if counts != self.counts:
@@ -252,15 +260,24 @@ class CameraWorker:
         track = self._tracks.get(track_id)
         if track is None:
             track = _Track(
-                event_id=f"{self.camera_id}-{int(now)}-{track_id}", label=detection.label,
-                score=detection.score, box=detection.box, start_time=now, last_seen=now, last_sent=now,
+                event_id=f"{self.camera_id}-{int(now)}-{track_id}",
+                label=detection.label,
+                score=detection.score,
+                box=detection.box,
+                start_time=now,
+                last_seen=now,
+                last_sent=now,
             )
             self._tracks[track_id] = track
             self._send("new", track_id, track, now)
             return
         track.last_seen, track.box = now, detection.box
         better = detection.score > track.score + 0.05
-        if better or detection.label != track.label or now - track.last_sent >= self.spec.update_interval:
+        if (
+            better
+            or detection.label != track.label
+            or now - track.last_sent >= self.spec.update_interval
+        ):
             track.score, track.label = max(track.score, detection.score), detection.label
             track.last_sent = now
             self._send("update", track_id, track, now)
@@ -269,14 +286,22 @@ class CameraWorker:
         track = self._tracks.pop(track_id)
         self._send("end", track_id, track, now, end_time=now)
 
-    def _send(self, kind: str, track_id: int, track: _Track, now: float, end_time: float | None = None) -> None:
+    def _send(
+        self, kind: str, track_id: int, track: _Track, now: float, end_time: float | None = None
+    ) -> None:
         self.publish(
             "events",
             {
-                "type": kind, "camera": self.camera_id, "event_id": track.event_id,
-                "track_id": track_id, "label": track.label, "score": round(track.score, 4),
-                "box": [round(v, 4) for v in track.box], "start_time": track.start_time,
-                "end_time": end_time, "time": now,
+                "type": kind,
+                "camera": self.camera_id,
+                "event_id": track.event_id,
+                "track_id": track_id,
+                "label": track.label,
+                "score": round(track.score, 4),
+                "box": [round(v, 4) for v in track.box],
+                "start_time": track.start_time,
+                "end_time": end_time,
+                "time": now,
             },
             1,
         )

@@ -29,7 +29,9 @@ class MqttWatcher:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._topic = topic
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watcher-{time.time_ns()}")
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"watcher-{time.time_ns()}"
+        )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(0.2, 1)
@@ -41,7 +43,9 @@ class MqttWatcher:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic()))
+            self.messages.append(
+                Message(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic())
+            )
             self._cond.notify_all()
 
     def wait_for(

@@ -44,11 +44,25 @@ class ServerProcess:
         self.server_id = server_id
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
-            server_python(), "-m", "inference_server",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--token", token, "--server-id", server_id,
-            "--model-repo", str(model_repo), "--data-dir", str(data_dir),
-            "--advertise-url", self.url, "--log-level", "info",
+            server_python(),
+            "-m",
+            "inference_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--token",
+            token,
+            "--server-id",
+            server_id,
+            "--model-repo",
+            str(model_repo),
+            "--data-dir",
+            str(data_dir),
+            "--advertise-url",
+            self.url,
+            "--log-level",
+            "info",
         ]
         if mqtt_port is not None:
             self.args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
@@ -61,7 +75,9 @@ class ServerProcess:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("EDGE_INFERENCE_TOKEN", None)
-        self._proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self._proc = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -40,17 +40,24 @@ def watcher(broker: MosquittoBroker) -> Iterator[MqttWatcher]:
 @pytest.fixture
 def server(tmp_path: Path, broker: MosquittoBroker, model_repo: Path) -> Iterator[ServerProcess]:
     """A server connected to the test broker (function scope: tests kill it)."""
-    proc = ServerProcess(tmp_path / "server", mqtt_port=broker.port, token=TOKEN, model_repo=model_repo)
+    proc = ServerProcess(
+        tmp_path / "server", mqtt_port=broker.port, token=TOKEN, model_repo=model_repo
+    )
     proc.start()
     yield proc
     proc.stop()
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory, model_repo: Path) -> Iterator[ServerProcess]:
+def api_server(
+    tmp_path_factory: pytest.TempPathFactory, model_repo: Path
+) -> Iterator[ServerProcess]:
     """One server without MQTT for the HTTP tests of a module."""
     proc = ServerProcess(
-        tmp_path_factory.mktemp("api"), mqtt_port=None, token=TOKEN, model_repo=model_repo,
+        tmp_path_factory.mktemp("api"),
+        mqtt_port=None,
+        token=TOKEN,
+        model_repo=model_repo,
         extra_args=["--max-body-mb", "20"],
     )
     proc.start()

@@ -21,12 +21,17 @@ JPEG = {**AUTH, "Content-Type": "image/jpeg"}
 
 
 async def call(
-    server: ServerProcess, method: str, path: str, *, headers: dict[str, str] | None = None,
+    server: ServerProcess,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
     data: Any = None,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    async with aiohttp.ClientSession() as session, session.request(
-        method, server.url + path, headers=headers, data=data
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, server.url + path, headers=headers, data=data) as resp,
+    ):
         body = await resp.json() if resp.content_type == "application/json" else {}
         return resp.status, body, dict(resp.headers)
 
@@ -55,10 +60,16 @@ async def test_info_lists_the_default_model(api_server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [("/api/v1/info", "GET"), ("/api/v1/vision/detect", "POST"), ("/metrics", "GET"),
-     ("/api/v1/cameras", "GET")],
+    [
+        ("/api/v1/info", "GET"),
+        ("/api/v1/vision/detect", "POST"),
+        ("/metrics", "GET"),
+        ("/api/v1/cameras", "GET"),
+    ],
 )
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic dGVzdA==", f"bearer {TOKEN}x"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", "Basic dGVzdA==", f"bearer {TOKEN}x"]
+)
 async def test_missing_or_wrong_token_is_401(
     api_server: ServerProcess, path: str, method: str, header: str | None
 ) -> None:
@@ -71,7 +82,11 @@ async def test_missing_or_wrong_token_is_401(
 
 async def test_detects_people_on_a_street(api_server: ServerProcess) -> None:
     status, body, _ = await call(
-        api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=image_bytes("street_people.jpg")
+        api_server,
+        "POST",
+        "/api/v1/vision/detect",
+        headers=JPEG,
+        data=image_bytes("street_people.jpg"),
     )
     assert status == 200, body
     assert body["model"] == "yolov3-tiny"
@@ -79,15 +94,19 @@ async def test_detects_people_on_a_street(api_server: ServerProcess) -> None:
     assert body["image"] == {"width": 768, "height": 576}
     for det in body["detections"]:
         x1, y1, x2, y2 = det["box"]
-        assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+        assert 0 <= x1 < x2 <= 1
+        assert 0 <= y1 < y2 <= 1
         assert 0.25 <= det["score"] <= 1
     assert set(body["timing_ms"]) >= {"decode", "queue", "inference", "total"}
 
 
 async def test_detects_people_in_a_png(api_server: ServerProcess) -> None:
     status, body, _ = await call(
-        api_server, "POST", "/api/v1/vision/detect",
-        headers={**AUTH, "Content-Type": "image/png"}, data=image_bytes("street_people.png"),
+        api_server,
+        "POST",
+        "/api/v1/vision/detect",
+        headers={**AUTH, "Content-Type": "image/png"},
+        data=image_bytes("street_people.png"),
     )
     assert status == 200, body
     assert labels_of(body)["person"] >= 3
@@ -104,8 +123,11 @@ async def test_detects_the_coffee_cup(api_server: ServerProcess) -> None:
 
 async def test_label_filter_min_score_and_annotation(api_server: ServerProcess) -> None:
     status, body, _ = await call(
-        api_server, "POST", "/api/v1/vision/detect?labels=car&min_score=0.5&annotate=true",
-        headers=JPEG, data=image_bytes("street_people.jpg"),
+        api_server,
+        "POST",
+        "/api/v1/vision/detect?labels=car&min_score=0.5&annotate=true",
+        headers=JPEG,
+        data=image_bytes("street_people.jpg"),
     )
     assert status == 200, body
     assert set(labels_of(body)) == {"car"}
@@ -118,8 +140,12 @@ async def test_label_filter_min_score_and_annotation(api_server: ServerProcess) 
 
 async def test_multipart_upload(api_server: ServerProcess) -> None:
     form = aiohttp.FormData()
-    form.add_field("image", image_bytes("street_people.jpg"), filename="f.jpg", content_type="image/jpeg")
-    status, body, _ = await call(api_server, "POST", "/api/v1/vision/detect", headers=AUTH, data=form)
+    form.add_field(
+        "image", image_bytes("street_people.jpg"), filename="f.jpg", content_type="image/jpeg"
+    )
+    status, body, _ = await call(
+        api_server, "POST", "/api/v1/vision/detect", headers=AUTH, data=form
+    )
     assert status == 200, body
     assert labels_of(body)["person"] >= 4
 
@@ -128,8 +154,11 @@ async def test_darknet_original_and_onnx_agree_through_the_api(api_server: Serve
     results = []
     for model in ("yolov3-tiny", "yolov3-tiny-darknet"):
         status, body, _ = await call(
-            api_server, "POST", f"/api/v1/vision/detect?model={model}&min_score=0.3",
-            headers=JPEG, data=image_bytes("street_people.jpg"),
+            api_server,
+            "POST",
+            f"/api/v1/vision/detect?model={model}&min_score=0.3",
+            headers=JPEG,
+            data=image_bytes("street_people.jpg"),
         )
         assert status == 200, body
         results.append(body["detections"])
@@ -159,9 +188,16 @@ JPEG_BYTES = image_bytes("street_people.jpg")
     ],
 )
 async def test_bad_input_gets_a_clear_4xx(
-    api_server: ServerProcess, query: str, headers: dict[str, str], data: bytes, status: int, code: str
+    api_server: ServerProcess,
+    query: str,
+    headers: dict[str, str],
+    data: bytes,
+    status: int,
+    code: str,
 ) -> None:
-    got, body, _ = await call(api_server, "POST", "/api/v1/vision/detect" + query, headers=headers, data=data)
+    got, body, _ = await call(
+        api_server, "POST", "/api/v1/vision/detect" + query, headers=headers, data=data
+    )
     assert (got, body["error"]["code"]) == (status, code)
     assert body["error"]["message"]
     assert (await call(api_server, "GET", "/api/v1/health"))[0] == 200
@@ -169,12 +205,16 @@ async def test_bad_input_gets_a_clear_4xx(
 
 async def test_a_50mb_body_is_413_and_the_server_keeps_serving(api_server: ServerProcess) -> None:
     huge = bytes(50 * 1024 * 1024)
-    status, body, _ = await call(api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=huge)
+    status, body, _ = await call(
+        api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=huge
+    )
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
     form = aiohttp.FormData()
     form.add_field("image", huge, filename="big.jpg", content_type="image/jpeg")
-    status, body, _ = await call(api_server, "POST", "/api/v1/vision/detect", headers=AUTH, data=form)
+    status, body, _ = await call(
+        api_server, "POST", "/api/v1/vision/detect", headers=AUTH, data=form
+    )
     assert status == 413
     status, body, _ = await call(
         api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=JPEG_BYTES
@@ -191,22 +231,27 @@ async def test_unknown_route_and_method(api_server: ServerProcess) -> None:
 
 async def test_concurrent_requests_are_batched_and_counted(api_server: ServerProcess) -> None:
     async def one() -> int:
-        return (await call(api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=JPEG_BYTES))[0]
+        return (
+            await call(api_server, "POST", "/api/v1/vision/detect", headers=JPEG, data=JPEG_BYTES)
+        )[0]
 
     statuses = await asyncio.gather(*(one() for _ in range(12)))
     assert statuses == [200] * 12
-    async with aiohttp.ClientSession() as session, session.get(
-        api_server.url + "/metrics", headers=AUTH
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(api_server.url + "/metrics", headers=AUTH) as resp,
+    ):
         text = await resp.text()
     assert resp.status == 200
     assert 'edge_inference_inference_seconds_count{model="yolov3-tiny",pipeline="vision"}' in text
     batch_sum = next(
-        float(line.split()[-1]) for line in text.splitlines()
+        float(line.split()[-1])
+        for line in text.splitlines()
         if line.startswith('edge_inference_batch_size_sum{model="yolov3-tiny"}')
     )
     batch_count = next(
-        float(line.split()[-1]) for line in text.splitlines()
+        float(line.split()[-1])
+        for line in text.splitlines()
         if line.startswith('edge_inference_batch_size_count{model="yolov3-tiny"}')
     )
     assert batch_count < batch_sum  # at least one backend call carried more than one image

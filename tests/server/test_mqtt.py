@@ -20,7 +20,8 @@ def test_announce_and_status_are_retained(server: ServerProcess, broker: Mosquit
         status = late.wait_for(f"{BASE}/status")
     finally:
         late.close()
-    assert announce.retain and status.retain
+    assert announce.retain
+    assert status.retain
     assert status.text == "online"
     payload = json.loads(announce.payload)
     assert payload["protocol"] == 1
@@ -49,7 +50,9 @@ def test_sigkill_shows_offline_through_the_last_will(
     watcher.wait_for(f"{BASE}/status", lambda m: m.text == "online")
     killed = time.monotonic()
     server.kill()
-    offline = watcher.wait_for(f"{BASE}/status", lambda m: m.text == "offline", after=killed, timeout=30)
+    offline = watcher.wait_for(
+        f"{BASE}/status", lambda m: m.text == "offline", after=killed, timeout=30
+    )
     assert offline.received - killed < 30
 
 
@@ -65,9 +68,15 @@ def test_clean_stop_publishes_offline_then_restart_online(
     watcher.wait_for(f"{BASE}/status", lambda m: m.text == "online", after=started)
 
 
-def test_stats_are_published(tmp_path, broker: MosquittoBroker, watcher: MqttWatcher, model_repo) -> None:  # type: ignore[no-untyped-def]
-    proc = ServerProcess(tmp_path / "s", mqtt_port=broker.port, model_repo=model_repo,
-                         extra_args=["--stats-interval", "1"])
+def test_stats_are_published(
+    tmp_path, broker: MosquittoBroker, watcher: MqttWatcher, model_repo
+) -> None:  # type: ignore[no-untyped-def]
+    proc = ServerProcess(
+        tmp_path / "s",
+        mqtt_port=broker.port,
+        model_repo=model_repo,
+        extra_args=["--stats-interval", "1"],
+    )
     proc.start()
     try:
         first = watcher.wait_for(f"{BASE}/stats")

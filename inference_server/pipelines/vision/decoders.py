@@ -78,10 +78,12 @@ def decode(
         return _empty()
     # NMS on top-left x, y, w, h in input pixels, as OpenCV expects.
     tlwh = np.column_stack([xywh[:, 0] - xywh[:, 2] / 2, xywh[:, 1] - xywh[:, 3] / 2, xywh[:, 2:4]])
-    picked = cv2.dnn.NMSBoxesBatched(
-        tlwh.tolist(), scores.tolist(), class_ids.tolist(), max(min_score, CANDIDATE_FLOOR), iou
-    )
-    picked = np.asarray(picked, dtype=np.int64).reshape(-1)
+    picked = np.asarray(
+        cv2.dnn.NMSBoxesBatched(
+            tlwh.tolist(), scores.tolist(), class_ids.tolist(), max(min_score, CANDIDATE_FLOOR), iou
+        ),
+        dtype=np.int64,
+    ).reshape(-1)
     tlwh, scores, class_ids = tlwh[picked], scores[picked], class_ids[picked]
     # Undo the letterbox, then normalise to 0..1 of the original image.
     x1 = (tlwh[:, 0] - box.pad_x) / box.scale

@@ -30,7 +30,11 @@ class Detection:
     class_id: int
 
     def as_dict(self) -> dict[str, object]:
-        return {"label": self.label, "score": round(self.score, 4), "box": [round(v, 4) for v in self.box]}
+        return {
+            "label": self.label,
+            "score": round(self.score, 4),
+            "box": [round(v, 4) for v in self.box],
+        }
 
 
 @dataclass
@@ -131,7 +135,12 @@ class VisionPipeline:
     ) -> DetectionResult:
         config = self.resolve(model)
         return await self._detect(
-            config, image, self.label_filter(config, labels), min_score, annotate, time.perf_counter()
+            config,
+            image,
+            self.label_filter(config, labels),
+            min_score,
+            annotate,
+            time.perf_counter(),
         )
 
     async def close(self) -> None:
@@ -169,14 +178,19 @@ class VisionPipeline:
         )
         detections = [
             Detection(
-                label=config.labels[c], score=float(s), box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), class_id=int(c)
+                label=config.labels[c],
+                score=float(s),
+                box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                class_id=int(c),
             )
             for b, s, c in zip(raw.boxes, raw.scores, raw.class_ids, strict=True)
             if wanted is None or int(c) in wanted
         ]
         result = DetectionResult(config.name, detections, box.width, box.height)
         if annotate:
-            result.annotated_jpeg = await loop.run_in_executor(None, annotate_jpeg, image, detections)
+            result.annotated_jpeg = await loop.run_in_executor(
+                None, annotate_jpeg, image, detections
+            )
         total = time.perf_counter() - started
         self.metrics.observe_latency("vision", config.name, total)
         result.timing_ms.update(
@@ -192,7 +206,9 @@ class VisionPipeline:
             batching = self.batching and config.max_batch_size > 1 and config.dynamic_batching
             histogram = self.metrics.batch_size.labels(config.name)
 
-            async def run(inputs: dict[str, np.typing.NDArray[np.generic]]) -> dict[str, np.typing.NDArray[np.generic]]:
+            async def run(
+                inputs: dict[str, np.typing.NDArray[np.generic]],
+            ) -> dict[str, np.typing.NDArray[np.generic]]:
                 try:
                     return await self.backend.infer(config.name, inputs)
                 except Exception:

@@ -32,9 +32,10 @@ def decode_image(data: bytes) -> Image:
     if not data:
         raise InvalidImageError("the body is empty")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if decoded is None or decoded.size == 0:
         raise InvalidImageError("the body is not a decodable JPEG or PNG image")
+    image: Image = np.asarray(decoded, dtype=np.uint8)
     if _truncated_jpeg(data):
         # libjpeg fills a truncated JPEG with gray and only warns; refuse it instead of
         # detecting on half an image.
@@ -56,5 +57,5 @@ def letterbox(image: Image, width: int, height: int) -> tuple[NDArray[np.float32
     top, left = round(pad_y - 0.1), round(pad_x - 0.1)
     canvas = np.full((height, width, 3), PAD_VALUE, dtype=np.uint8)
     canvas[top : top + new_h, left : left + new_w] = resized
-    blob = cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True)
+    blob = np.asarray(cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True), dtype=np.float32)
     return blob, Letterbox(scale=scale, pad_x=left, pad_y=top, width=w, height=h)
