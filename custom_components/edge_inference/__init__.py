@@ -1,0 +1,104 @@
+"""Edge Inference: local object detection servers, found over MQTT."""
+
+from __future__ import annotations
+
+from homeassistant.components.mqtt import async_wait_for_mqtt_client
+from homeassistant.const import CONF_API_TOKEN, CONF_URL, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
+
+from .client import EdgeInferenceClient
+from .const import CONF_SERVER_ID, DOMAIN, SUBENTRY_CAMERA
+from .coordinator import EdgeInferenceCoordinator
+from .models import EdgeInferenceConfigEntry, EdgeInferenceData
+from .pipeline import CameraPipeline
+from .repairs import async_clear_issues
+from .services import async_setup_services
+
+PLATFORMS = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.IMAGE,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> bool:
+    """Check the server, follow its topics, add its entities and start the pipelines."""
+    if not await async_wait_for_mqtt_client(hass):
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_unavailable")
+    client = EdgeInferenceClient(
+        async_get_clientsession(hass), entry.data[CONF_URL], entry.data[CONF_API_TOKEN]
+    )
+    coordinator = EdgeInferenceCoordinator(hass, entry, client)
+    await coordinator.async_config_entry_first_refresh()
+    for unsubscribe in await coordinator.async_subscribe():
+        entry.async_on_unload(unsubscribe)
+
+    cameras = {
+        subentry_id: subentry
+        for subentry_id, subentry in entry.subentries.items()
+        if subentry.subentry_type == SUBENTRY_CAMERA
+    }
+    entry.runtime_data = EdgeInferenceData(
+        client=client,
+        coordinator=coordinator,
+        pipelines={
+            subentry_id: CameraPipeline(hass, entry, coordinator, subentry)
+            for subentry_id, subentry in cameras.items()
+        },
+        subentries={subentry_id: dict(subentry.data) for subentry_id, subentry in cameras.items()},
+    )
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    for pipeline in entry.runtime_data.pipelines.values():
+        await pipeline.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def _async_update_listener(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> None:
+    """A camera pipeline was added, changed or removed: rebuild the pipelines."""
+    current = {
+        subentry_id: dict(subentry.data)
+        for subentry_id, subentry in entry.subentries.items()
+        if subentry.subentry_type == SUBENTRY_CAMERA
+    }
+    if current != entry.runtime_data.subentries:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> bool:
+    """Remove the entities, every subscription and every camera registered on the server."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        for pipeline in entry.runtime_data.pipelines.values():
+            await pipeline.async_stop()
+    return unloaded
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: EdgeInferenceConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """A pipeline's device can go once its pipeline is gone; the server's stays."""
+    return not any(
+        identifier[0] == DOMAIN
+        and (identifier[1] == entry.data[CONF_SERVER_ID] or identifier[1] in entry.subentries)
+        for identifier in device.identifiers
+    )
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> None:
+    """The entry is deleted: its repair issues go with it."""
+    async_clear_issues(hass, entry)

@@ -1,0 +1,68 @@
+"""Binary sensors: the server's connectivity, occupancy per watched label."""
+
+from __future__ import annotations
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .entity import EdgeInferenceEntity, PipelineEntity
+from .models import EdgeInferenceConfigEntry
+from .pipeline import CameraPipeline
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: EdgeInferenceConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the server's connectivity sensor and each pipeline's occupancy sensors."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities([ConnectivitySensor(coordinator, "connectivity")])
+    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
+        async_add_entities(
+            [OccupancySensor(pipeline, label) for label in pipeline.labels],
+            config_subentry_id=subentry_id,
+        )
+
+
+class ConnectivitySensor(EdgeInferenceEntity, BinarySensorEntity):
+    """On while the server's MQTT status is `online`."""
+
+    _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    _attr_translation_key = "connectivity"
+
+    @property
+    def available(self) -> bool:
+        """Always available: it reports the server's absence itself."""
+        return True
+
+    @property
+    def is_on(self) -> bool:
+        """Whether the server is online."""
+        return self.coordinator.online
+
+
+class OccupancySensor(PipelineEntity, BinarySensorEntity):
+    """On while the label is seen; off `clear_after` seconds after it was last seen."""
+
+    _attr_device_class = BinarySensorDeviceClass.OCCUPANCY
+    _attr_translation_key = "occupancy"
+
+    def __init__(self, pipeline: CameraPipeline, label: str) -> None:
+        """One sensor per watched label."""
+        super().__init__(pipeline, f"occupancy_{label}")
+        self.label = label
+        self._attr_translation_placeholders = {"label": label}
+
+    @property
+    def is_on(self) -> bool:
+        """Whether the label is seen."""
+        return self.pipeline.occupied.get(self.label, False)

@@ -1,0 +1,246 @@
+"""The only module that speaks HTTP to an inference server (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
+API = "/api/v1"
+
+
+class EdgeInferenceError(Exception):
+    """Base error of the client."""
+
+
+class CannotConnect(EdgeInferenceError):
+    """The server cannot be reached, or answered with a server-side error."""
+
+
+class InvalidAuth(EdgeInferenceError):
+    """The server rejected the token."""
+
+
+class RequestError(EdgeInferenceError):
+    """The server refused the request (4xx other than 401)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        """Keep the protocol's error code and message."""
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object; box is [x1, y1, x2, y2] in 0..1 of the image."""
+
+    label: str
+    score: float
+    box: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"label": self.label, "score": self.score, "box": list(self.box)}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectResult:
+    """The answer of `POST /vision/detect`."""
+
+    model: str
+    detections: list[Detection]
+    width: int | None = None
+    height: int | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    annotated_jpeg: bytes | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (without the image)."""
+        return {
+            "model": self.model,
+            "detections": [d.as_dict() for d in self.detections],
+            "image": {"width": self.width, "height": self.height},
+            "timing_ms": dict(self.timing_ms),
+        }
+
+
+def parse_detections(items: Iterable[Any]) -> list[Detection]:
+    """Detections from protocol JSON, skipping malformed items."""
+    result = []
+    for item in items:
+        try:
+            box = [float(v) for v in item["box"]]
+            result.append(Detection(str(item["label"]), float(item["score"]), box))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return result
+
+
+class EdgeInferenceClient:
+    """A small async client for one server, on HA's shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+        """Keep the session, the base URL and the bearer token."""
+        self._session = session
+        self.url = url.rstrip("/")
+        self._token = token
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+    ) -> tuple[int, bytes, str]:
+        headers = {}
+        if auth:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            async with self._session.request(
+                method,
+                f"{self.url}{API}{path}",
+                headers=headers,
+                params=params,
+                json=json_body,
+                data=data,
+                timeout=REQUEST_TIMEOUT,
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                ctype = resp.content_type
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CannotConnect(f"{method} {path}: {err!r}") from err
+        if status == 401:
+            raise InvalidAuth(_error_message(body) or "unauthorized")
+        if status >= 500:
+            raise CannotConnect(f"{method} {path}: HTTP {status} {_error_message(body)}")
+        if status >= 400:
+            code, message = _error_parts(body)
+            raise RequestError(status, code, message)
+        return status, body, ctype
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        _, body, _ = await self._request(method, path, **kwargs)
+        try:
+            data = _loads(body)
+        except ValueError as err:
+            raise CannotConnect(f"{method} {path}: not JSON") from err
+        if not isinstance(data, dict):
+            raise CannotConnect(f"{method} {path}: not a JSON object")
+        return data
+
+    async def async_health(self) -> dict[str, Any]:
+        """`GET /health` (no token)."""
+        return await self._json("GET", "/health", auth=False)
+
+    async def async_info(self) -> dict[str, Any]:
+        """`GET /info`: server id, name, protocol, capabilities, backends."""
+        return await self._json("GET", "/info")
+
+    async def async_detect(
+        self,
+        image: bytes,
+        *,
+        content_type: str = "image/jpeg",
+        labels: Iterable[str] | None = None,
+        min_score: float | None = None,
+        model: str | None = None,
+        annotate: bool = False,
+    ) -> DetectResult:
+        """`POST /vision/detect` with a raw image body."""
+        params: dict[str, str] = {}
+        if labels:
+            params["labels"] = ",".join(labels)
+        if min_score is not None:
+            params["min_score"] = str(min_score)
+        if model:
+            params["model"] = model
+        if annotate:
+            params["annotate"] = "true"
+        data = await self._json(
+            "POST", "/vision/detect", params=params, data=image, content_type=content_type
+        )
+        image_info = data.get("image") or {}
+        annotated = data.get("annotated_jpeg")
+        return DetectResult(
+            model=str(data.get("model", "")),
+            detections=parse_detections(data.get("detections") or []),
+            width=image_info.get("width"),
+            height=image_info.get("height"),
+            timing_ms=dict(data.get("timing_ms") or {}),
+            annotated_jpeg=base64.b64decode(annotated) if annotated else None,
+        )
+
+    async def async_put_camera(
+        self,
+        camera_id: str,
+        *,
+        source: str,
+        name: str,
+        labels: list[str],
+        min_score: float,
+        fps: float,
+        model: str | None = None,
+    ) -> dict[str, Any]:
+        """`PUT /cameras/{id}`: register (or replace) a stream on the server."""
+        payload = {
+            "source": source,
+            "name": name,
+            "labels": labels,
+            "min_score": min_score,
+            "fps": fps,
+            "model": model,
+        }
+        return await self._json("PUT", f"/cameras/{camera_id}", json_body=payload)
+
+    async def async_get_camera(self, camera_id: str) -> dict[str, Any]:
+        """`GET /cameras/{id}`: the camera's state on the server."""
+        return await self._json("GET", f"/cameras/{camera_id}")
+
+    async def async_delete_camera(self, camera_id: str) -> None:
+        """`DELETE /cameras/{id}`; a camera the server does not know is fine."""
+        try:
+            await self._request("DELETE", f"/cameras/{camera_id}")
+        except RequestError as err:
+            if err.status != 404:
+                raise
+
+    async def async_camera_snapshot(self, camera_id: str) -> bytes | None:
+        """Latest annotated JPEG of a registered camera; None before the first frame."""
+        try:
+            _, body, _ = await self._request("GET", f"/cameras/{camera_id}/snapshot")
+        except RequestError as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
+
+def _loads(body: bytes) -> Any:
+    return json.loads(body)
+
+
+def _error_parts(body: bytes) -> tuple[str, str]:
+    try:
+        error = _loads(body)["error"]
+        return str(error.get("code", "error")), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "error", body[:200].decode("utf-8", "replace")
+
+
+def _error_message(body: bytes) -> str:
+    code, message = _error_parts(body)
+    return f"{code}: {message}" if message else code

@@ -1,0 +1,68 @@
+"""Constants for the Edge Inference integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "edge_inference"
+LOGGER = logging.getLogger(__package__)
+
+# The protocol this integration speaks (docs/protocol.md); a server announcing
+# another one gets a repair issue.
+PROTOCOL_VERSION: Final = 1
+BASE_TOPIC: Final = "edge_inference"
+
+CONF_SERVER_ID: Final = "server_id"
+
+SUBENTRY_CAMERA: Final = "camera"
+CONF_CAMERA_ENTITY_ID: Final = "camera_entity_id"
+CONF_LABELS: Final = "labels"
+CONF_MIN_SCORE: Final = "min_score"
+CONF_MODE: Final = "mode"
+CONF_INTERVAL: Final = "interval"
+CONF_CLEAR_AFTER: Final = "clear_after"
+
+MODE_SNAPSHOT: Final = "snapshot"
+MODE_STREAM: Final = "stream"
+
+DEFAULT_LABELS: Final = ["person"]
+DEFAULT_MIN_SCORE: Final = 0.5
+DEFAULT_INTERVAL: Final = 5.0
+DEFAULT_CLEAR_AFTER: Final = 30.0
+STREAM_FPS: Final = 2.0
+
+EVENT_DETECTED: Final = "detected"
+
+ISSUE_PROTOCOL: Final = "incompatible_protocol"
+ISSUE_AUTH: Final = "token_rejected"
+
+
+def announce_topic(server_id: str) -> str:
+    """Topic where a server announces itself (retained)."""
+    return f"{BASE_TOPIC}/{server_id}/announce"
+
+
+def status_topic(server_id: str) -> str:
+    """Topic with the server's `online`/`offline` state (retained, last will)."""
+    return f"{BASE_TOPIC}/{server_id}/status"
+
+
+def stats_topic(server_id: str) -> str:
+    """Topic with the server's periodic statistics."""
+    return f"{BASE_TOPIC}/{server_id}/stats"
+
+
+def events_topic(server_id: str) -> str:
+    """Topic with the server's detection events."""
+    return f"{BASE_TOPIC}/{server_id}/events"
+
+
+def counts_topic(server_id: str, camera_id: str) -> str:
+    """Topic with one camera's label counts."""
+    return f"{BASE_TOPIC}/{server_id}/cameras/{camera_id}/counts"
+
+
+def server_camera_id(subentry_id: str) -> str:
+    """The camera id registered on the server for a pipeline subentry."""
+    return f"ha-{subentry_id.lower()}"

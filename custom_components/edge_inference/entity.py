@@ -1,0 +1,71 @@
+"""Base entities: one device per server, one per camera pipeline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN
+from .coordinator import EdgeInferenceCoordinator
+
+if TYPE_CHECKING:
+    from .pipeline import CameraPipeline
+
+
+def server_device_info(coordinator: EdgeInferenceCoordinator) -> DeviceInfo:
+    """The server's device."""
+    info = coordinator.data.info
+    return DeviceInfo(
+        identifiers={(DOMAIN, coordinator.server_id)},
+        name=str(info.get("name") or coordinator.server_id),
+        manufacturer="Edge Inference",
+        model="Inference server",
+        sw_version=str(info.get("version") or "") or None,
+        configuration_url=coordinator.client.url,
+    )
+
+
+class EdgeInferenceEntity(CoordinatorEntity[EdgeInferenceCoordinator]):
+    """An entity of the server's device; unavailable while the server is offline."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: EdgeInferenceCoordinator, key: str) -> None:
+        """Unique id: server id and key."""
+        super().__init__(coordinator)
+        self._attr_unique_id = f"{coordinator.server_id}_{key}"
+        self._attr_device_info = server_device_info(coordinator)
+
+    @property
+    def available(self) -> bool:
+        """Available while the server is online."""
+        return super().available and self.coordinator.online
+
+
+class PipelineEntity(EdgeInferenceEntity):
+    """An entity of a camera pipeline's device (one per subentry)."""
+
+    def __init__(self, pipeline: CameraPipeline, key: str) -> None:
+        """Unique id: subentry id and key; the device hangs off the server's."""
+        super().__init__(pipeline.coordinator, key)
+        self.pipeline = pipeline
+        self._attr_unique_id = f"{pipeline.subentry_id}_{key}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, pipeline.subentry_id)},
+            name=pipeline.title,
+            manufacturer="Edge Inference",
+            model="Camera pipeline",
+            via_device=(DOMAIN, pipeline.coordinator.server_id),
+        )
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the pipeline's state too."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.pipeline.async_add_listener(self._handle_pipeline_update))
+
+    @callback
+    def _handle_pipeline_update(self) -> None:
+        self.async_write_ha_state()

@@ -1,0 +1,1 @@
+"""Home Assistant tests of custom_components/edge_inference (run from .venv-ha)."""
