@@ -16,7 +16,7 @@ from .batching import QueueFullError
 from .errors import ApiError, Handler, error_middleware
 from .pipelines.camera_registry import UnknownCameraError
 from .pipelines.cameras import CameraSpec
-from .pipelines.vision.detector import InvalidParameterError
+from .pipelines.vision.detector import DetectOptions, InvalidParameterError
 from .pipelines.vision.preprocess import InvalidImageError
 from .server import Server
 
@@ -97,13 +97,8 @@ async def detect(request: web.Request) -> web.Response:
     annotate = query.get("annotate", "false").lower() in ("1", "true", "yes")
     data = await _read_image_body(request)
     try:
-        result = await server.vision.detect_bytes(
-            data,
-            model=query.get("model") or None,
-            labels=labels,
-            min_score=min_score,
-            annotate=annotate,
-        )
+        options = DetectOptions(query.get("model") or None, tuple(labels), min_score, annotate)
+        result = await server.vision.detect_bytes(data, options)
     except InvalidImageError as err:
         raise ApiError(400, "invalid_image", str(err)) from None
     except (InvalidParameterError, ValueError) as err:

@@ -23,7 +23,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from ..metrics import Metrics
-from .vision import Detection, VisionPipeline
+from .vision import Detection, DetectOptions, VisionPipeline
 from .vision.annotate import annotate_jpeg
 from .vision.preprocess import Image
 
@@ -150,6 +150,7 @@ class CameraWorker:
     ) -> None:
         self.camera_id = camera_id
         self.spec = spec
+        self.options = DetectOptions(spec.model, tuple(spec.labels), spec.min_score)
         self.vision = vision
         self.publish = publish
         self.metrics = metrics
@@ -213,12 +214,7 @@ class CameraWorker:
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
     async def _process(self, frame: Image, frame_time: float) -> None:
-        result = await self.vision.detect_image(
-            frame,
-            model=self.spec.model,
-            labels=self.spec.labels or None,
-            min_score=self.spec.min_score,
-        )
+        result = await self.vision.detect_image(frame, self.options)
         self.frames += 1
         self.last_frame_time = frame_time
         self.metrics.camera_frames.labels(self.camera_id).inc()

@@ -37,6 +37,17 @@ class Detection:
         }
 
 
+@dataclass(frozen=True)
+class DetectOptions:
+    model: str | None = None  # None: the server's default model
+    labels: tuple[str, ...] = ()  # empty: every label
+    min_score: float = 0.25
+    annotate: bool = False
+
+
+DEFAULTS = DetectOptions()
+
+
 @dataclass
 class DetectionResult:
     model: str
@@ -106,59 +117,42 @@ class VisionPipeline:
             )
         return {i for i, label in enumerate(config.labels) if label in wanted}
 
-    async def detect_bytes(
-        self,
-        data: bytes,
-        *,
-        model: str | None = None,
-        labels: Iterable[str] | None = None,
-        min_score: float = 0.25,
-        annotate: bool = False,
-    ) -> DetectionResult:
-        config = self.resolve(model)
-        wanted = self.label_filter(config, labels)
+    async def detect_bytes(self, data: bytes, options: DetectOptions = DEFAULTS) -> DetectionResult:
+        """Detect on JPEG/PNG bytes; options are validated before the image is decoded."""
+        config, wanted = self._prepare(options)
         started = time.perf_counter()
         image = await asyncio.get_running_loop().run_in_executor(None, decode_image, data)
         decoded = time.perf_counter()
-        result = await self._detect(config, image, wanted, min_score, annotate, started)
+        result = await self._detect(config, image, wanted, options, started)
         result.timing_ms["decode"] = round((decoded - started) * 1000, 2)
         return result
 
     async def detect_image(
-        self,
-        image: Image,
-        *,
-        model: str | None = None,
-        labels: Iterable[str] | None = None,
-        min_score: float = 0.25,
-        annotate: bool = False,
+        self, image: Image, options: DetectOptions = DEFAULTS
     ) -> DetectionResult:
-        config = self.resolve(model)
-        return await self._detect(
-            config,
-            image,
-            self.label_filter(config, labels),
-            min_score,
-            annotate,
-            time.perf_counter(),
-        )
+        """Detect on a decoded BGR frame (camera stream mode)."""
+        config, wanted = self._prepare(options)
+        return await self._detect(config, image, wanted, options, time.perf_counter())
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
             await batcher.close()
         self._batchers.clear()
 
+    def _prepare(self, options: DetectOptions) -> tuple[ModelConfig, set[int] | None]:
+        if not 0.0 <= options.min_score <= 1.0:
+            raise InvalidParameterError("min_score must be between 0 and 1")
+        config = self.resolve(options.model)
+        return config, self.label_filter(config, options.labels)
+
     async def _detect(
         self,
         config: ModelConfig,
         image: Image,
         wanted: set[int] | None,
-        min_score: float,
-        annotate: bool,
+        options: DetectOptions,
         started: float,
     ) -> DetectionResult:
-        if not 0.0 <= min_score <= 1.0:
-            raise InvalidParameterError("min_score must be between 0 and 1")
         loop = asyncio.get_running_loop()
         _, height, width = config.inputs[0].dims[-3:]
         blob, box = await loop.run_in_executor(None, letterbox, image, width, height)
@@ -174,7 +168,7 @@ class VisionPipeline:
             num_classes=len(config.labels),
             input_size=(width, height),
             box=box,
-            min_score=min_score,
+            min_score=options.min_score,
         )
         detections = [
             Detection(
@@ -187,7 +181,7 @@ class VisionPipeline:
             if wanted is None or int(c) in wanted
         ]
         result = DetectionResult(config.name, detections, box.width, box.height)
-        if annotate:
+        if options.annotate:
             result.annotated_jpeg = await loop.run_in_executor(
                 None, annotate_jpeg, image, detections
             )
