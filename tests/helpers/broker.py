@@ -39,17 +39,27 @@ def mosquitto_binary() -> str:
 class MosquittoBroker:
     """One broker process; `stop()` then `start()` keeps the port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
+        auth = "allow_anonymous true\n"
+        if users:
+            passwords = workdir / "passwords"
+            passwords.touch()
+            for user, password in users.items():
+                tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+                subprocess.run([tool, "-b", str(passwords), user, password], check=True)
+            # Started as root, mosquitto drops to its own user, which cannot read pytest's
+            # 0700 temp dirs: stay root for the test broker.
+            auth = f"allow_anonymous false\npassword_file {passwords}\nuser root\n"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
+            f"listener {self.port} 127.0.0.1\n" + auth + "persistence false\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"
             "log_type all\n",
             encoding="utf-8",

@@ -25,13 +25,22 @@ class Message:
 
 
 class MqttWatcher:
-    def __init__(self, port: int, topic: str = "edge_inference/#") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str = "edge_inference/#",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._topic = topic
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"watcher-{time.time_ns()}"
         )
+        if username:
+            self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(0.2, 1)
