@@ -61,6 +61,7 @@ class MqttPresence:
             # broker gone: the last will says offline for us
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
+        self.connected.clear()  # a disconnect we asked for is not worth a warning
         self._client.disconnect()
         self._client.loop_stop()
 

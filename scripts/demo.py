@@ -31,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers.broker import MosquittoBroker, free_port, wait_for_port  # noqa: E402
 
 CLIENT_ID = "http://127.0.0.1:8123/"
-CLIPS = (Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi"), ROOT / "tests/fixtures/video/street.avi")
+CLIPS = (
+    Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi"),
+    ROOT / "tests/fixtures/video/street.avi",
+)
 USER, PASSWORD = "demo", "demo-edge-inference"
 
 CONFIGURATION = """\
@@ -84,33 +87,84 @@ class Demo:
 
     # -- processes -------------------------------------------------------------------------
     def start_processes(self) -> None:
+        self.start_broker()
+        self.start_server()
+        self.start_home_assistant()
+
+    def start_broker(self) -> None:
         self.broker.start()
         log(f"Mosquitto on 127.0.0.1:{self.broker.port}")
-        self._spawn("server", [
-            str(ROOT / ".venv/bin/python"), "-m", "inference_server", "--host", "127.0.0.1",
-            "--port", str(self.server_port), "--token", self.token, "--server-id", "demo",
-            "--name", "Demo inference server", "--mqtt-host", "127.0.0.1",
-            "--mqtt-port", str(self.broker.port), "--model-repo", str(ROOT / "model_repository"),
-            "--data-dir", str(self.work / "server"),
-            "--advertise-url", f"http://127.0.0.1:{self.server_port}",
-        ])
-        wait_for_port(self.server_port, timeout=60)
-        log(f"Server on http://127.0.0.1:{self.server_port} (token {self.token})")
+
+    def start_server(
+        self, server_id: str = "demo", *, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """Spawn a server; `wait=False` returns at once (bench/ha_latency.py times its announce)."""
+        name = "server" if server_id == "demo" else f"server-{server_id}"
+        proc = self._spawn(
+            name,
+            [
+                str(ROOT / ".venv/bin/python"),
+                "-m",
+                "inference_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.server_port),
+                "--token",
+                self.token,
+                "--server-id",
+                server_id,
+                "--name",
+                "Demo inference server",
+                "--mqtt-host",
+                "127.0.0.1",
+                "--mqtt-port",
+                str(self.broker.port),
+                "--model-repo",
+                str(ROOT / "model_repository"),
+                "--data-dir",
+                str(self.work / "server"),
+                "--advertise-url",
+                f"http://127.0.0.1:{self.server_port}",
+            ],
+        )
+        if wait:
+            wait_for_port(self.server_port, timeout=60)
+            log(f"Server on http://127.0.0.1:{self.server_port} (token {self.token})")
+        return proc
+
+    def start_home_assistant(self) -> None:
         config = self.work / "ha"
         (config / "custom_components").mkdir(parents=True)
-        os.symlink(ROOT / "custom_components/edge_inference", config / "custom_components/edge_inference")
+        ours = "custom_components/edge_inference"
+        os.symlink(ROOT / ours, config / ours)
         (config / "configuration.yaml").write_text(
             CONFIGURATION.format(work=self.work, ha_port=self.ha_port, frame=self.frame)
         )
         self.next_frame()  # local_file refuses a camera whose file does not exist yet
-        self._spawn("homeassistant", [
-            str(ROOT / ".venv-ha/bin/python"), "-m", "homeassistant", "--config", str(config),
-            "--skip-pip",
-        ])
+        self._spawn(
+            "homeassistant",
+            [
+                str(ROOT / ".venv-ha/bin/python"),
+                "-m",
+                "homeassistant",
+                "--config",
+                str(config),
+                "--skip-pip",
+            ],
+        )
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log_file = (self.work / f"{name}.log").open("wb")
-        self.procs.append(subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT))
+        self.procs.append(
+            subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        )
+        return self.procs[-1]
+
+    def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        self.procs.remove(proc)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -124,45 +178,90 @@ class Demo:
 
     # -- Home Assistant through its own API ------------------------------------------------
     async def set_up_home_assistant(self, session: aiohttp.ClientSession) -> None:
-        await self._wait_for_ha(session)
-        async with session.post(f"{self.ha_url}/api/onboarding/users", json={
-            "client_id": CLIENT_ID, "name": "Demo", "username": USER, "password": PASSWORD,
-            "language": "en",
-        }) as resp:
-            auth_code = (await resp.json())["auth_code"]
-        async with session.post(f"{self.ha_url}/auth/token", data={
-            "grant_type": "authorization_code", "code": auth_code, "client_id": CLIENT_ID,
-        }) as resp:
-            self.access_token = (await resp.json())["access_token"]
-        for step, body in (("core_config", {}), ("analytics", {}),
-                           ("integration", {"client_id": CLIENT_ID, "redirect_uri": CLIENT_ID})):
-            await self._api(session, "POST", f"/api/onboarding/{step}", body)
-        log(f"Home Assistant onboarded (user {USER!r}, password {PASSWORD!r})")
-        self.before = {s["entity_id"] for s in await self._api(session, "GET", "/api/states")}
+        await self.onboard(session)
+        await self.add_mqtt(session)
+        started = time.monotonic()
+        discovery = await self._wait_for_discovery(session)
+        log(
+            f"Discovered {discovery['context'].get('title_placeholders', {})} "
+            f"in {time.monotonic() - started:.1f}s; confirming with the token"
+        )
+        entry_id = await self.confirm_discovery(session, discovery["flow_id"])
+        await asyncio.sleep(2)
+        await self.add_camera_pipeline(
+            session,
+            entry_id,
+            {
+                "camera_entity_id": "camera.demo_street",
+                "labels": ["person", "car"],
+                "min_score": 0.4,
+                "mode": "snapshot",
+                "interval": 2,
+                "clear_after": 10,
+            },
+        )
+        log("Camera pipeline added for camera.demo_street (snapshot mode, every 2 s)")
 
-        flow = await self._api(session, "POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
-        result = await self._api(session, "POST", f"/api/config/config_entries/flow/{flow['flow_id']}",
-                                 {"broker": "127.0.0.1", "port": self.broker.port})
+    async def onboard(self, session: aiohttp.ClientSession) -> None:
+        await self._wait_for_ha(session)
+        async with session.post(
+            f"{self.ha_url}/api/onboarding/users",
+            json={
+                "client_id": CLIENT_ID,
+                "name": "Demo",
+                "username": USER,
+                "password": PASSWORD,
+                "language": "en",
+            },
+        ) as resp:
+            auth_code = (await resp.json())["auth_code"]
+        async with session.post(
+            f"{self.ha_url}/auth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": auth_code,
+                "client_id": CLIENT_ID,
+            },
+        ) as resp:
+            self.access_token = (await resp.json())["access_token"]
+        for step, body in (
+            ("core_config", {}),
+            ("analytics", {}),
+            ("integration", {"client_id": CLIENT_ID, "redirect_uri": CLIENT_ID}),
+        ):
+            await self.api(session, "POST", f"/api/onboarding/{step}", body)
+        log(f"Home Assistant onboarded (user {USER!r}, password {PASSWORD!r})")
+        self.before = {s["entity_id"] for s in await self.api(session, "GET", "/api/states")}
+
+    async def add_mqtt(self, session: aiohttp.ClientSession) -> None:
+        path = "/api/config/config_entries/flow"
+        flow = await self.api(session, "POST", path, {"handler": "mqtt"})
+        result = await self.api(
+            session,
+            "POST",
+            f"{path}/{flow['flow_id']}",
+            {"broker": "127.0.0.1", "port": self.broker.port},
+        )
         assert result["type"] == "create_entry", result
         log("MQTT integration set up; waiting for the server's announce to be discovered")
 
-        started = time.monotonic()
-        discovery = await self._wait_for_discovery(session)
-        log(f"Discovered {discovery['context'].get('title_placeholders', {})} "
-            f"in {time.monotonic() - started:.1f}s; confirming with the token")
-        result = await self._api(session, "POST", f"/api/config/config_entries/flow/{discovery['flow_id']}",
-                                 {"api_token": self.token})
+    async def confirm_discovery(self, session: aiohttp.ClientSession, flow_id: str) -> str:
+        """Give the discovered server's flow its token; returns the new entry's id."""
+        result = await self.api(
+            session, "POST", f"/api/config/config_entries/flow/{flow_id}", {"api_token": self.token}
+        )
         assert result["type"] == "create_entry", result
-        entry_id = result["result"]["entry_id"]
-        await asyncio.sleep(2)
-        sub = await self._api(session, "POST", "/api/config/config_entries/subentries/flow",
-                              {"handler": [entry_id, "camera"], "show_advanced_options": False})
-        result = await self._api(session, "POST", f"/api/config/config_entries/subentries/flow/{sub['flow_id']}", {
-            "camera_entity_id": "camera.demo_street", "labels": ["person", "car"], "min_score": 0.4,
-            "mode": "snapshot", "interval": 2, "clear_after": 10,
-        })
+        return str(result["result"]["entry_id"])
+
+    async def add_camera_pipeline(
+        self, session: aiohttp.ClientSession, entry_id: str, data: dict[str, Any]
+    ) -> None:
+        path = "/api/config/config_entries/subentries/flow"
+        sub = await self.api(
+            session, "POST", path, {"handler": [entry_id, "camera"], "show_advanced_options": False}
+        )
+        result = await self.api(session, "POST", f"{path}/{sub['flow_id']}", data)
         assert result["type"] == "create_entry", result
-        log("Camera pipeline added for camera.demo_street (snapshot mode, every 2 s)")
 
     async def _wait_for_ha(self, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + 300
@@ -178,10 +277,7 @@ class Demo:
 
     async def _wait_for_discovery(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         # Flows in progress are listed only over the websocket API.
-        async with session.ws_connect(f"{self.ha_url}/api/websocket") as ws:
-            await ws.receive_json()
-            await ws.send_json({"type": "auth", "access_token": self.access_token})
-            await ws.receive_json()
+        async with await self.open_websocket(session) as ws:
             for message_id in range(1, 240):
                 await ws.send_json({"id": message_id, "type": "config_entries/flow/progress"})
                 for flow in (await ws.receive_json())["result"]:
@@ -190,7 +286,20 @@ class Demo:
                 await asyncio.sleep(0.25)
         raise TimeoutError("edge_inference was not discovered over MQTT")
 
-    async def _api(self, session: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
+    async def open_websocket(
+        self, session: aiohttp.ClientSession
+    ) -> aiohttp.ClientWebSocketResponse:
+        """HA's websocket API, authenticated."""
+        ws = await session.ws_connect(f"{self.ha_url}/api/websocket")
+        await ws.receive_json()
+        await ws.send_json({"type": "auth", "access_token": self.access_token})
+        if (await ws.receive_json())["type"] != "auth_ok":
+            raise RuntimeError("Home Assistant refused the websocket login")
+        return ws
+
+    async def api(
+        self, session: aiohttp.ClientSession, method: str, path: str, body: Any = None
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self.access_token}"}
         async with session.request(method, self.ha_url + path, json=body, headers=headers) as resp:
             if resp.status >= 400:
@@ -217,7 +326,7 @@ class Demo:
         """Print the integration's entities whenever their state changes."""
         seen: dict[str, str] = {}
         while True:
-            states = await self._api(session, "GET", "/api/states")
+            states = await self.api(session, "GET", "/api/states")
             for state in states:
                 entity_id = state["entity_id"]
                 if entity_id in self.before or entity_id.startswith(("camera.", "image.")):
@@ -245,6 +354,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="edge-inference-demo-"))
     demo = Demo(work, args.ha_port, args.server_port)
     log(f"Working in {work} (logs: server.log, homeassistant.log)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout`/kill: clean up too
     try:
         asyncio.run(run(demo))
     except KeyboardInterrupt:

@@ -79,7 +79,7 @@ def parse_config(text: str, *, model_dir: Path | None = None) -> ModelConfig:
 
 def from_proto(proto: Message, *, name: str, model_dir: Path | None = None) -> ModelConfig:
     """Build a ModelConfig from Triton's ModelConfig message (also what Triton returns)."""
-    cfg: model_config_pb2.ModelConfig = proto  # type: ignore[assignment]
+    cfg: model_config_pb2.ModelConfig = proto
     labels: tuple[str, ...] = ()
     for out in cfg.output:
         if out.label_filename and model_dir is not None:

@@ -43,7 +43,7 @@ class MqttWatcher:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.2, 1)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=1)
         self._client.connect_async("127.0.0.1", port, keepalive=10)
         self._client.loop_start()
 

@@ -133,8 +133,10 @@ async def test_label_filter_min_score_and_annotation(api_server: ServerProcess) 
     assert set(labels_of(body)) == {"car"}
     assert all(d["score"] >= 0.5 for d in body["detections"])
     annotated = cv2.imdecode(np.frombuffer(base64.b64decode(body["annotated_jpeg"]), np.uint8), 1)
+    assert annotated is not None
     assert annotated.shape == (576, 768, 3)
     original = cv2.imdecode(np.frombuffer(image_bytes("street_people.jpg"), np.uint8), 1)
+    assert original is not None
     assert np.abs(annotated.astype(int) - original.astype(int)).max() > 100  # boxes were drawn
 
 

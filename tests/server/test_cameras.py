@@ -74,6 +74,7 @@ async def test_stream_mode_tracks_people_and_publishes(
     status, _, jpeg = await request(server, "GET", "/api/v1/cameras/street/snapshot")
     assert status == 200
     frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None
     assert frame.shape == (288, 384, 3)
 
     status, state, _ = await request(server, "GET", "/api/v1/cameras/street")

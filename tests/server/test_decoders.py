@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from inference_server.pipelines.vision.decoders import LayoutError, decode, guess_layout
-from inference_server.pipelines.vision.preprocess import decode_image, letterbox
+from inference_server.pipelines.vision.preprocess import Letterbox, decode_image, letterbox
 
 from .conftest import image_bytes
 
@@ -71,9 +71,9 @@ def test_guess_layout_and_unknown_shapes() -> None:
             layout="ssd",
             num_classes=80,
             input_size=(416, 416),
-            box=None,
+            box=Letterbox(1.0, 0, 0, 416, 416),
             min_score=0.3,
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_nothing_above_threshold_is_an_empty_result(v5_output: tuple[np.ndarray, object]) -> None:

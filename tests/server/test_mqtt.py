@@ -70,8 +70,8 @@ def test_clean_stop_publishes_offline_then_restart_online(
 
 
 def test_stats_are_published(
-    tmp_path, broker: MosquittoBroker, watcher: MqttWatcher, model_repo
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, broker: MosquittoBroker, watcher: MqttWatcher, model_repo: Path
+) -> None:
     proc = ServerProcess(
         tmp_path / "s",
         mqtt_port=broker.port,
