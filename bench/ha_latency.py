@@ -43,7 +43,7 @@ from tests.helpers.broker import free_port, wait_for_port  # noqa: E402
 IMAGES = ROOT / "tests/fixtures/images"
 EMPTY, PEOPLE = (IMAGES / "coffee.jpg").read_bytes(), (IMAGES / "street_people.jpg").read_bytes()
 SNAPSHOT_INTERVAL = 1.0  # s; the subentry flow's minimum, so snapshot runs are quick
-STREAM_PERIOD = 0.5  # s; the integration registers stream cameras at STREAM_FPS = 2
+STREAM_PERIOD = 0.5  # s; the pipeline's default of 2 detections per second in stream mode
 MJPEG_FPS = 10.0
 START, END = "<!-- bench:ha:start -->", "<!-- bench:ha:end -->"
 READING = "Reading (by hand, of the run above):"
@@ -185,7 +185,8 @@ class Bench:
         """A pipeline on `camera`; per run, an empty scene until `off`, then people until `on`."""
         await self.demo.add_camera_pipeline(self.session, self.entry_id, {
             "camera_entity_id": camera, "labels": ["person"], "min_score": 0.4, "mode": mode,
-            "interval": SNAPSHOT_INTERVAL, "clear_after": 0,  # off at once: quick runs
+            "interval": SNAPSHOT_INTERVAL, "fps": 1 / STREAM_PERIOD,
+            "clear_after": 0,  # off at once: quick runs
         })  # fmt: skip
         entity_id = f"binary_sensor.{camera.removeprefix('camera.')}_person_occupancy"
         delays = []

@@ -197,6 +197,7 @@ class Demo:
                 "min_score": 0.4,
                 "mode": "snapshot",
                 "interval": 2,
+                "fps": 2,
                 "clear_after": 10,
             },
         )

@@ -21,6 +21,7 @@ CONF_LABELS: Final = "labels"
 CONF_MIN_SCORE: Final = "min_score"
 CONF_MODE: Final = "mode"
 CONF_INTERVAL: Final = "interval"
+CONF_FPS: Final = "fps"
 CONF_CLEAR_AFTER: Final = "clear_after"
 
 MODE_SNAPSHOT: Final = "snapshot"
@@ -30,7 +31,7 @@ DEFAULT_LABELS: Final = ["person"]
 DEFAULT_MIN_SCORE: Final = 0.5
 DEFAULT_INTERVAL: Final = 5.0
 DEFAULT_CLEAR_AFTER: Final = 30.0
-STREAM_FPS: Final = 2.0
+DEFAULT_FPS: Final = 2.0  # detections per second in stream mode
 
 EVENT_DETECTED: Final = "detected"
 

@@ -18,17 +18,18 @@ from .client import Detection, DetectResult, EdgeInferenceError, InvalidAuth, pa
 from .const import (
     CONF_CAMERA_ENTITY_ID,
     CONF_CLEAR_AFTER,
+    CONF_FPS,
     CONF_INTERVAL,
     CONF_LABELS,
     CONF_MIN_SCORE,
     CONF_MODE,
     DEFAULT_CLEAR_AFTER,
+    DEFAULT_FPS,
     DEFAULT_INTERVAL,
     DEFAULT_MIN_SCORE,
     LOGGER,
     MODE_SNAPSHOT,
     MODE_STREAM,
-    STREAM_FPS,
     counts_topic,
     events_topic,
     server_camera_id,
@@ -67,6 +68,7 @@ class CameraPipeline:
         self.mode = self.requested_mode
         self._source = ""
         self.interval = float(data.get(CONF_INTERVAL, DEFAULT_INTERVAL))
+        self.fps = float(data.get(CONF_FPS, DEFAULT_FPS))
         self.clear_after = float(data.get(CONF_CLEAR_AFTER, DEFAULT_CLEAR_AFTER))
         self.camera_id = server_camera_id(self.subentry_id)
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
@@ -192,7 +194,7 @@ class CameraPipeline:
                 name=self.title,
                 labels=self.labels,
                 min_score=self.min_score,
-                fps=STREAM_FPS,
+                fps=self.fps,
             )
         except InvalidAuth:
             self._auth_failed()

@@ -1,4 +1,4 @@
-"""Subentry flow: one camera pipeline (camera, labels, min score, mode)."""
+"""Subentry flow: one camera pipeline (camera, labels, min score, mode, rates)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from homeassistant.helpers.selector import (
 from .const import (
     CONF_CAMERA_ENTITY_ID,
     CONF_CLEAR_AFTER,
+    CONF_FPS,
     CONF_INTERVAL,
     CONF_LABELS,
     CONF_MIN_SCORE,
     CONF_MODE,
     DEFAULT_CLEAR_AFTER,
+    DEFAULT_FPS,
     DEFAULT_INTERVAL,
     DEFAULT_LABELS,
     DEFAULT_MIN_SCORE,
@@ -59,6 +61,9 @@ def _schema(labels: list[str], *, with_camera: bool) -> vol.Schema:
                 min=1, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
             )
         ),
+        vol.Required(CONF_FPS): NumberSelector(
+            NumberSelectorConfig(min=0.5, max=10, step=0.5, mode=NumberSelectorMode.BOX)
+        ),
         vol.Required(CONF_CLEAR_AFTER): NumberSelector(
             NumberSelectorConfig(
                 min=0, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
@@ -72,6 +77,7 @@ DEFAULTS = {
     CONF_MIN_SCORE: DEFAULT_MIN_SCORE,
     CONF_MODE: MODE_SNAPSHOT,
     CONF_INTERVAL: DEFAULT_INTERVAL,
+    CONF_FPS: DEFAULT_FPS,
     CONF_CLEAR_AFTER: DEFAULT_CLEAR_AFTER,
 }
 
@@ -134,7 +140,7 @@ class CameraSubentryFlow(ConfigSubentryFlow):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                _schema(labels, with_camera=False), user_input or dict(subentry.data)
+                _schema(labels, with_camera=False), user_input or {**DEFAULTS, **subentry.data}
             ),
             errors=errors,
         )

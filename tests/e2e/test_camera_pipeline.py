@@ -59,7 +59,7 @@ async def async_discover_and_confirm(hass: HomeAssistant) -> ConfigEntry[Any]:
 
 
 async def async_add_pipeline(
-    hass: HomeAssistant, entry: ConfigEntry[Any], camera: str, mode: str
+    hass: HomeAssistant, entry: ConfigEntry[Any], camera: str, mode: str, fps: float = 2
 ) -> str:
     """Add a camera pipeline through the subentry flow; returns the subentry id."""
     result = await hass.config_entries.subentries.async_init(
@@ -74,6 +74,7 @@ async def async_add_pipeline(
             "min_score": 0.5,
             "mode": mode,
             "interval": 1,
+            "fps": fps,
             "clear_after": 1,
         },
     )
@@ -190,11 +191,13 @@ async def test_stream_pipeline(
     await async_setup_test_cameras(hass)
     entry = await async_discover_and_confirm(hass)
     fired = record_events(hass, "event.street_detection")
-    subentry_id = await async_add_pipeline(hass, entry, "camera.street", "stream")
+    subentry_id = await async_add_pipeline(hass, entry, "camera.street", "stream", fps=4)
     camera_id = f"ha-{subentry_id.lower()}"
 
     cameras = await hass.async_add_executor_job(server_get, server, "/cameras")
     assert [c["camera_id"] for c in cameras["cameras"]] == [camera_id]
+    camera = await hass.async_add_executor_job(server_get, server, f"/cameras/{camera_id}")
+    assert camera["fps"] == 4
 
     await async_wait_for(
         hass, lambda: state(hass, "binary_sensor.street_person_occupancy") == STATE_ON, within=60

@@ -18,6 +18,7 @@ import custom_components.edge_inference  # noqa: F401  (the plugin finds it impo
 from custom_components.edge_inference.const import (
     CONF_CAMERA_ENTITY_ID,
     CONF_CLEAR_AFTER,
+    CONF_FPS,
     CONF_INTERVAL,
     CONF_LABELS,
     CONF_MIN_SCORE,
@@ -75,15 +76,17 @@ def pipeline_data(camera: str, mode: str, **changes: Any) -> dict[str, Any]:
         CONF_MIN_SCORE: 0.5,
         CONF_MODE: mode,
         CONF_INTERVAL: 5,
+        CONF_FPS: 2,
         CONF_CLEAR_AFTER: 10,
         **changes,
     }
 
 
 def subentry(subentry_id: str, camera: str, mode: str, **changes: Any) -> dict[str, Any]:
-    """A stored camera subentry."""
+    """A stored camera subentry; a change to None leaves that key out (older versions)."""
+    data = {k: v for k, v in pipeline_data(camera, mode, **changes).items() if v is not None}
     return {
-        "data": pipeline_data(camera, mode, **changes),
+        "data": data,
         "subentry_id": subentry_id,
         "subentry_type": SUBENTRY_CAMERA,
         "title": camera.split(".")[1].capitalize(),

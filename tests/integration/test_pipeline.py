@@ -156,13 +156,14 @@ async def test_snapshot_errors(
 
 async def test_stream_mode(hass: HomeAssistant, mock_server: AiohttpClientMocker) -> None:
     """The server runs the stream; counts and events come over MQTT."""
-    entry = await async_setup_entry(hass, subentry(STREAM_SUB, "camera.street", "stream"))
+    entry = await async_setup_entry(hass, subentry(STREAM_SUB, "camera.street", "stream", fps=5))
     pipeline = entry.runtime_data.pipelines[STREAM_SUB]
     assert pipeline.mode == "stream"
     assert pipeline.registered
     put = next(c for c in mock_server.mock_calls if c[0] == "PUT")
     assert put[2]["source"].endswith("street.avi")
     assert put[2]["labels"] == ["person", "car", "dog"]
+    assert put[2]["fps"] == 5
 
     events: list[dict[str, Any]] = []
     hass.bus.async_listen("state_changed", lambda e: events.append(e.data))
@@ -198,6 +199,7 @@ async def test_stream_mode(hass: HomeAssistant, mock_server: AiohttpClientMocker
     fire(hass, "status", "online")
     await hass.async_block_till_done(wait_background_tasks=True)
     assert [c[0] for c in mock_server.mock_calls] == ["GET", "PUT"]
+    assert mock_server.mock_calls[1][2]["fps"] == 5
     fire(hass, "events", event(type="update"))
     await hass.async_block_till_done(wait_background_tasks=True)
     assert pipeline.image == ANNOTATED
@@ -211,6 +213,13 @@ async def test_stream_mode(hass: HomeAssistant, mock_server: AiohttpClientMocker
     fire(hass, "events", event())
     await hass.async_block_till_done(wait_background_tasks=True)
     assert len(events) > 0
+
+
+async def test_stream_default_fps(hass: HomeAssistant, mock_server: AiohttpClientMocker) -> None:
+    """A pipeline stored before the fps setting existed registers at 2 fps."""
+    await async_setup_entry(hass, subentry(STREAM_SUB, "camera.street", "stream", fps=None))
+    put = next(c for c in mock_server.mock_calls if c[0] == "PUT")
+    assert put[2]["fps"] == 2
 
 
 async def test_stream_registration_fails(

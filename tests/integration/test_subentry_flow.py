@@ -29,6 +29,12 @@ pytestmark = [
 ]
 
 
+def suggested(result: Any, field: str) -> Any:
+    """The value a form suggests for one field."""
+    key = next(k for k in result["data_schema"].schema if k == field)
+    return key.description["suggested_value"]
+
+
 async def start(hass: HomeAssistant, entry: MockConfigEntry, **context: Any) -> Any:
     """Start a camera subentry flow."""
     return await hass.config_entries.subentries.async_init(
@@ -48,15 +54,17 @@ async def test_add_pipeline(hass: HomeAssistant, mock_server: AiohttpClientMocke
         "car",
         "dog",
     ]
+    assert suggested(result, "fps") == 2
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], pipeline_data("camera.still", "snapshot", labels=[])
     )
     assert result["errors"] == {"labels": "no_labels"}
     result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], pipeline_data("camera.still", "snapshot")
+        result["flow_id"], pipeline_data("camera.still", "snapshot", fps=5)
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Still"
+    assert result["data"]["fps"] == 5
     await hass.async_block_till_done()
     assert len(entry.runtime_data.pipelines) == 1
 
@@ -96,11 +104,18 @@ async def test_aborts(hass: HomeAssistant, aioclient_mock: AiohttpClientMocker) 
 
 async def test_reconfigure(hass: HomeAssistant, mock_server: AiohttpClientMocker) -> None:
     """Changing labels reloads the pipeline; no labels is an error."""
-    entry = await async_setup_entry(hass, subentry(SNAPSHOT_SUB, "camera.still", "snapshot"))
+    # Stored before the fps setting existed: the form suggests the default.
+    entry = await async_setup_entry(
+        hass, subentry(SNAPSHOT_SUB, "camera.still", "snapshot", fps=None)
+    )
     result = await start(hass, entry, source=SOURCE_RECONFIGURE, subentry_id=SNAPSHOT_SUB)
     assert result["step_id"] == "reconfigure"
+    assert suggested(result, "fps") == 2
+    assert suggested(result, "interval") == 5
     changes = {
-        k: v for k, v in pipeline_data("camera.still", "stream").items() if k != "camera_entity_id"
+        k: v
+        for k, v in pipeline_data("camera.still", "stream", fps=4.5).items()
+        if k != "camera_entity_id"
     }
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {**changes, "labels": []}
@@ -112,6 +127,7 @@ async def test_reconfigure(hass: HomeAssistant, mock_server: AiohttpClientMocker
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
+    assert entry.subentries[SNAPSHOT_SUB].data["fps"] == 4.5
     assert entry.runtime_data.pipelines[SNAPSHOT_SUB].labels == ["dog"]
     assert hass.states.get("sensor.still_dog_count") is not None
 
