@@ -10,9 +10,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import EdgeInferenceEntity, PipelineEntity
+from .entity import EdgeInferenceEntity, PipelineLabelEntity
 from .models import EdgeInferenceConfigEntry
-from .pipeline import CameraPipeline
 
 PARALLEL_UPDATES = 0
 
@@ -50,17 +49,11 @@ class ConnectivitySensor(EdgeInferenceEntity, BinarySensorEntity):
         return self.coordinator.online
 
 
-class OccupancySensor(PipelineEntity, BinarySensorEntity):
+class OccupancySensor(PipelineLabelEntity, BinarySensorEntity):
     """On while the label is seen; off `clear_after` seconds after it was last seen."""
 
     _attr_device_class = BinarySensorDeviceClass.OCCUPANCY
     _attr_translation_key = "occupancy"
-
-    def __init__(self, pipeline: CameraPipeline, label: str) -> None:
-        """One sensor per watched label."""
-        super().__init__(pipeline, f"occupancy_{label}")
-        self.label = label
-        self._attr_translation_placeholders = {"label": label}
 
     @property
     def is_on(self) -> bool:

@@ -69,3 +69,15 @@ class PipelineEntity(EdgeInferenceEntity):
     @callback
     def _handle_pipeline_update(self) -> None:
         self.async_write_ha_state()
+
+
+class PipelineLabelEntity(PipelineEntity):
+    """One entity per watched label; the key is `<translation_key>_<label>`."""
+
+    _attr_translation_key: str
+
+    def __init__(self, pipeline: CameraPipeline, label: str) -> None:
+        """The label is also the name's translation placeholder."""
+        super().__init__(pipeline, f"{self._attr_translation_key}_{label}")
+        self.label = label
+        self._attr_translation_placeholders = {"label": label}

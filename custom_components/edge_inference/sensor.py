@@ -17,9 +17,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EdgeInferenceCoordinator, ServerState
-from .entity import EdgeInferenceEntity, PipelineEntity
+from .entity import EdgeInferenceEntity, PipelineLabelEntity
 from .models import EdgeInferenceConfigEntry
-from .pipeline import CameraPipeline
 
 PARALLEL_UPDATES = 0
 
@@ -145,17 +144,11 @@ class ServerSensor(EdgeInferenceEntity, SensorEntity):
         return self.entity_description.attrs_fn(self.coordinator.data)
 
 
-class CountSensor(PipelineEntity, SensorEntity):
+class CountSensor(PipelineLabelEntity, SensorEntity):
     """How many objects with the label the camera sees."""
 
     _attr_state_class = SensorStateClass.MEASUREMENT
     _attr_translation_key = "count"
-
-    def __init__(self, pipeline: CameraPipeline, label: str) -> None:
-        """One sensor per watched label."""
-        super().__init__(pipeline, f"count_{label}")
-        self.label = label
-        self._attr_translation_placeholders = {"label": label}
 
     @property
     def native_value(self) -> int:
