@@ -15,7 +15,7 @@ from .backends.base import BackendError, UnknownModelError
 from .batching import QueueFullError
 from .errors import ApiError, Handler, error_middleware
 from .pipelines.camera_registry import UnknownCameraError
-from .pipelines.cameras import CameraSpec
+from .pipelines.cameras import CameraSpec, CameraWorker
 from .pipelines.vision.detector import DetectOptions, InvalidParameterError
 from .pipelines.vision.preprocess import InvalidImageError
 from .server import Server
@@ -173,7 +173,7 @@ async def camera_snapshot(request: web.Request) -> web.Response:
     )
 
 
-def _camera(request: web.Request) -> Any:
+def _camera(request: web.Request) -> CameraWorker:
     camera_id = request.match_info["camera_id"]
     try:
         return request.app[SERVER_KEY].cameras.get(camera_id)

@@ -36,11 +36,59 @@ def mosquitto_binary() -> str:
     raise RuntimeError("mosquitto is not installed (scripts/test installs it with apt-get)")
 
 
+def make_certificates(workdir: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl); returns the CA file."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=workdir)
+
+    subject = ["-nodes", "-newkey", "rsa:2048"]
+    openssl(
+        "req",
+        "-x509",
+        *subject,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edge-inference test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req", *subject, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"
+    )
+    (workdir / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n", encoding="utf-8")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    return workdir / "ca.pem"
+
+
 class MosquittoBroker:
     """One broker process; `stop()` then `start()` keeps the port."""
 
     def __init__(
-        self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        port: int | None = None,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -58,6 +106,13 @@ class MosquittoBroker:
             # Started as root, mosquitto drops to its own user, which cannot read pytest's
             # 0700 temp dirs: stay root for the test broker.
             auth = f"allow_anonymous false\npassword_file {passwords}\nuser root\n"
+        self.ca_file: Path | None = None
+        if tls:
+            self.ca_file = make_certificates(workdir)
+            auth += (
+                f"cafile {self.ca_file}\ncertfile {workdir / 'server.pem'}\n"
+                f"keyfile {workdir / 'server.key'}\nuser root\n"
+            )
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n" + auth + "persistence false\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n"

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,6 +33,7 @@ class MqttWatcher:
         *,
         username: str | None = None,
         password: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
@@ -39,6 +41,8 @@ class MqttWatcher:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"watcher-{time.time_ns()}"
         )
+        if ca_file is not None:
+            self._client.tls_set(ca_certs=str(ca_file))
         if username:
             self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect

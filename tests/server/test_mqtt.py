@@ -119,3 +119,33 @@ def test_username_and_password(tmp_path: Path, model_repo: Path) -> None:
         bad.stop()
         watcher.close()
         broker.stop()
+
+
+def test_tls_with_a_private_ca(tmp_path: Path, model_repo: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "tls-broker", tls=True)
+    broker.start()
+    trusted = ServerProcess(
+        tmp_path / "trusted",
+        mqtt_port=broker.port,
+        model_repo=model_repo,
+        extra_args=["--mqtt-tls", "true", "--mqtt-ca-file", str(broker.ca_file)],
+    )
+    untrusted = ServerProcess(  # the system CAs do not know our test CA
+        tmp_path / "untrusted",
+        mqtt_port=broker.port,
+        model_repo=model_repo,
+        server_id="untrusted",
+        extra_args=["--mqtt-tls", "true"],
+    )
+    watcher = MqttWatcher(broker.port, ca_file=broker.ca_file)
+    try:
+        trusted.start()
+        untrusted.start()
+        assert watcher.wait_for(f"{BASE}/status").text == "online"
+        time.sleep(2)
+        assert not any(m.topic.startswith("edge_inference/untrusted/") for m in watcher.messages)
+    finally:
+        watcher.close()
+        trusted.stop()
+        untrusted.stop()
+        broker.stop()
