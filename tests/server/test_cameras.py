@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+from aiohttp import web
 
+from tests.helpers.broker import free_port
 from tests.helpers.mqtt_watcher import MqttWatcher
 from tests.helpers.server_process import ServerProcess
 
@@ -174,3 +178,73 @@ def test_unreadable_source_reports_an_error(tmp_path: Path) -> None:
         assert reader.latest() is None
     finally:
         reader.stop()
+
+
+class MjpegCamera:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace), as many IP cameras serve."""
+
+    def __init__(self, jpeg: bytes, port: int) -> None:
+        self.jpeg, self.port = jpeg, port
+        self.url = f"http://127.0.0.1:{port}/video.mjpg"
+        self._runner: web.AppRunner | None = None
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame"}
+        )
+        await response.prepare(request)
+        while True:
+            part = b"--frame\r\nContent-Type: image/jpeg\r\n"
+            part += f"Content-Length: {len(self.jpeg)}\r\n\r\n".encode() + self.jpeg + b"\r\n"
+            await response.write(part)
+            await asyncio.sleep(0.2)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/video.mjpg", self._stream)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def poll_state(
+    server: ServerProcess,
+    camera_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    within: float = 30,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        state = (await request(server, "GET", f"/api/v1/cameras/{camera_id}"))[1]
+        if until(state):
+            return dict(state)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"camera state never matched: {state}")
+        await asyncio.sleep(0.2)
+
+
+async def test_an_mjpeg_camera_that_drops_and_comes_back(server: ServerProcess) -> None:
+    mjpeg = MjpegCamera((FIXTURES / "images" / "street_people.jpg").read_bytes(), free_port())
+    await mjpeg.start()
+    try:
+        status, _, _ = await request(
+            server, "PUT", "/api/v1/cameras/ipcam", camera(source=mjpeg.url, fps=2)
+        )
+        assert status == 201
+        state = await poll_state(server, "ipcam", lambda s: s["counts"].get("person", 0) >= 4)
+        assert state["error"] is None
+        await mjpeg.stop()  # the camera reboots
+        down = await poll_state(server, "ipcam", lambda s: s["error"] is not None)
+        assert "127.0.0.1" in down["error"]
+        await mjpeg.start()
+        back = await poll_state(
+            server, "ipcam", lambda s: s["error"] is None and s["frames"] > down["frames"], 60
+        )
+        assert back["counts"]["person"] >= 4
+    finally:
+        await mjpeg.stop()
