@@ -28,7 +28,13 @@ import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.helpers.broker import MosquittoBroker, free_port, wait_for_port  # noqa: E402
+from tests.helpers.broker import (  # noqa: E402
+    MosquittoBroker,
+    free_port,
+    mosquitto_binary,
+    wait_for_port,
+)
+from tests.helpers.embedded_broker import EmbeddedBroker  # noqa: E402
 
 CLIENT_ID = "http://127.0.0.1:8123/"
 CLIPS = (
@@ -72,6 +78,16 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def make_broker(workdir: Path) -> MosquittoBroker | EmbeddedBroker:
+    """Mosquitto when installed, else the embedded Python broker (amqtt)."""
+    try:
+        mosquitto_binary()
+    except RuntimeError:
+        log("Mosquitto is not installed: using the embedded Python broker (amqtt)")
+        return EmbeddedBroker(workdir)
+    return MosquittoBroker(workdir)
+
+
 class Demo:
     def __init__(self, work: Path, ha_port: int, server_port: int) -> None:
         self.work = work
@@ -80,9 +96,8 @@ class Demo:
         self.token = secrets.token_hex(16)
         self.frame = work / "camera.jpg"
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.broker = MosquittoBroker(work / "broker")
+        self.broker = make_broker(work / "broker")
         self.access_token = ""
-        self.before: set[str] = set()  # entities that are not ours
         self.clip = cv2.VideoCapture(str(next(p for p in CLIPS if p.exists())))
 
     # -- processes -------------------------------------------------------------------------
@@ -93,7 +108,7 @@ class Demo:
 
     def start_broker(self) -> None:
         self.broker.start()
-        log(f"Mosquitto on 127.0.0.1:{self.broker.port}")
+        log(f"{type(self.broker).__name__} on 127.0.0.1:{self.broker.port}")
 
     def start_server(
         self, server_id: str = "demo", *, wait: bool = True
@@ -232,7 +247,6 @@ class Demo:
         ):
             await self.api(session, "POST", f"/api/onboarding/{step}", body)
         log(f"Home Assistant onboarded (user {USER!r}, password {PASSWORD!r})")
-        self.before = {s["entity_id"] for s in await self.api(session, "GET", "/api/states")}
 
     async def add_mqtt(self, session: aiohttp.ClientSession) -> None:
         path = "/api/config/config_entries/flow"
@@ -323,14 +337,25 @@ class Demo:
             self.next_frame()
             await asyncio.sleep(0.2)
 
+    async def integration_entities(self, session: aiohttp.ClientSession) -> set[str]:
+        """Entity ids of this integration, from HA's entity registry."""
+        ws = await self.open_websocket(session)
+        try:
+            await ws.send_json({"id": 1, "type": "config/entity_registry/list"})
+            entries = (await ws.receive_json())["result"]
+        finally:
+            await ws.close()
+        return {e["entity_id"] for e in entries if e["platform"] == "edge_inference"}
+
     async def report(self, session: aiohttp.ClientSession) -> None:
         """Print the integration's entities whenever their state changes."""
         seen: dict[str, str] = {}
+        ours = await self.integration_entities(session)
         while True:
             states = await self.api(session, "GET", "/api/states")
             for state in states:
                 entity_id = state["entity_id"]
-                if entity_id in self.before or entity_id.startswith(("camera.", "image.")):
+                if entity_id not in ours or entity_id.startswith("image."):
                     continue
                 if seen.get(entity_id) != state["state"]:
                     seen[entity_id] = state["state"]
