@@ -31,6 +31,19 @@ pytestmark = [requires_server, pytest.mark.usefixtures("socket_enabled")]
 PEOPLE = 5
 
 
+async def async_detect_people_on_still(hass: HomeAssistant) -> list[dict[str, Any]]:
+    """The detect_objects action on camera.still, as an automation would call it."""
+    response = await hass.services.async_call(
+        DOMAIN,
+        "detect_objects",
+        {"entity_id": "camera.still", "labels": ["person"]},
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    return list(response["results"]["camera.still"]["detections"])
+
+
 def server_get(server: ServerProcess, path: str) -> Any:
     """GET a JSON route of the real server (blocking: run in the executor)."""
     request = urllib.request.Request(
@@ -139,14 +152,7 @@ async def test_snapshot_pipeline(
     assert image is not None
     assert image[:2] == b"\xff\xd8"
 
-    response = await hass.services.async_call(
-        DOMAIN,
-        "detect_objects",
-        {"entity_id": "camera.still", "labels": ["person"]},
-        blocking=True,
-        return_response=True,
-    )
-    detections = response["results"]["camera.still"]["detections"]
+    detections = await async_detect_people_on_still(hass)
     assert len([d for d in detections if d["score"] >= 0.5]) == PEOPLE
     assert {d["label"] for d in detections} == {"person"}
 

@@ -24,7 +24,13 @@ from tests.integration.common import (
     requires_server,
 )
 
-from .test_camera_pipeline import PEOPLE, async_add_pipeline, async_discover_and_confirm, state
+from .test_camera_pipeline import (
+    PEOPLE,
+    async_add_pipeline,
+    async_detect_people_on_still,
+    async_discover_and_confirm,
+    state,
+)
 
 pytestmark = [requires_server, pytest.mark.usefixtures("socket_enabled")]
 
@@ -104,14 +110,7 @@ async def test_server_moves_to_a_new_url(
     )
 
     # The action goes to the new URL too, which served the pipeline's detections.
-    response = await hass.services.async_call(
-        DOMAIN,
-        "detect_objects",
-        {"entity_id": "camera.still", "labels": ["person"]},
-        blocking=True,
-        return_response=True,
-    )
-    detections = response["results"]["camera.still"]["detections"]
+    detections = await async_detect_people_on_still(hass)
     assert len([d for d in detections if d["score"] >= 0.5]) == PEOPLE
     assert await hass.async_add_executor_job(detections_served, moved_server) >= 2
     assert entry.data[CONF_URL] == moved_server.url
