@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from . import __version__
 from .auth import auth_middleware
 from .backends.base import BackendError, UnknownModelError
 from .batching import QueueFullError
@@ -76,7 +77,7 @@ async def health(request: web.Request) -> web.Response:
     backends = server.backends()
     ready = [b.get("ready") for b in backends.values()]
     status = "ok" if all(ready) else "degraded"
-    body = {"status": status, "version": server.info()["version"], "backends": backends}
+    body = {"status": status, "version": __version__, "backends": backends}
     return web.json_response(body, status=200 if any(ready) else 503)
 
 
@@ -160,10 +161,11 @@ async def delete_camera(request: web.Request) -> web.Response:
 
 async def camera_snapshot(request: web.Request) -> web.Response:
     worker = _camera(request)
-    if worker.snapshot is None:
+    snapshot = await worker.snapshot()
+    if snapshot is None:
         raise ApiError(404, "no_snapshot", "No frame has been processed yet")
     return web.Response(
-        body=worker.snapshot,
+        body=snapshot,
         content_type="image/jpeg",
         headers={
             "Last-Modified": time.strftime(

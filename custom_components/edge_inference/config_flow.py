@@ -30,6 +30,10 @@ from .subentry_flow import CameraSubentryFlow
 
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+CONNECTION_SCHEMA = vol.Schema(
+    {vol.Required(CONF_URL): URL_SELECTOR, vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR}
+)
+TOKEN_SCHEMA = vol.Schema({vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR})
 
 
 async def async_validate(hass: HomeAssistant, url: str, token: str) -> dict[str, Any]:
@@ -99,12 +103,7 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
-                vol.Schema(
-                    {
-                        vol.Required(CONF_URL): URL_SELECTOR,
-                        vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR,
-                    }
-                ),
+                CONNECTION_SCHEMA,
                 user_input,
             ),
             errors=errors,
@@ -146,7 +145,7 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self._create(info, self._url, user_input[CONF_API_TOKEN])
         return self.async_show_form(
             step_id="discovery_confirm",
-            data_schema=vol.Schema({vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR}),
+            data_schema=TOKEN_SCHEMA,
             description_placeholders={"name": str(self._name), "url": self._url},
             errors=errors,
         )
@@ -204,7 +203,7 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
                 )
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=vol.Schema({vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR}),
+            data_schema=TOKEN_SCHEMA,
             description_placeholders={"name": entry.title},
             errors=errors,
         )
@@ -227,12 +226,7 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                vol.Schema(
-                    {
-                        vol.Required(CONF_URL): URL_SELECTOR,
-                        vol.Required(CONF_API_TOKEN): TOKEN_SELECTOR,
-                    }
-                ),
+                CONNECTION_SCHEMA,
                 user_input or {CONF_URL: entry.data[CONF_URL]},
             ),
             errors=errors,

@@ -158,7 +158,10 @@ class CameraWorker:
         self.last_frame_time: float | None = None
         self.error: str | None = None
         self.counts: dict[str, int] = dict.fromkeys(spec.labels, 0)
-        self.snapshot: bytes | None = None
+        # The newest frame and its tracks; drawn and encoded only when a snapshot is asked for
+        # (most frames are never looked at), then kept until the next frame.
+        self._frame: tuple[Image, list[tuple[Detection, int]]] | None = None
+        self._snapshot: bytes | None = None
         self._tracks: dict[int, _Track] = {}
         self._tracker = ByteTrackTracker(
             lost_track_buffer=max(1, round(spec.end_after * spec.fps)),
@@ -218,16 +221,27 @@ class CameraWorker:
         self.frames += 1
         self.last_frame_time = frame_time
         self.metrics.camera_frames.labels(self.camera_id).inc()
-        tracked = self._track(result.detections, frame_time)
-        self.snapshot = await asyncio.get_running_loop().run_in_executor(
-            None, annotate_jpeg, frame, [d for d, _ in tracked], [t for _, t in tracked]
-        )
+        self._frame = (frame, self._track(result.detections, frame_time))
+        self._snapshot = None
         counts = dict.fromkeys(self.spec.labels, 0)
         for detection in result.detections:
             counts[detection.label] = counts.get(detection.label, 0) + 1
         if counts != self.counts:
             self.counts = counts
             self.publish(f"cameras/{self.camera_id}/counts", self._counts_payload(), 0)
+
+    async def snapshot(self) -> bytes | None:
+        """JPEG of the newest processed frame with its tracks; None before the first frame."""
+        latest = self._frame
+        if self._snapshot is not None or latest is None:
+            return self._snapshot
+        frame, tracked = latest
+        jpeg = await asyncio.get_running_loop().run_in_executor(
+            None, annotate_jpeg, frame, [d for d, _ in tracked], [t for _, t in tracked]
+        )
+        if self._frame is latest:  # a newer frame may have arrived while encoding
+            self._snapshot = jpeg
+        return jpeg
 
     def _track(self, detections: list[Detection], now: float) -> list[tuple[Detection, int]]:
         if detections:
