@@ -50,6 +50,12 @@ class Settings:
     mqtt_base_topic: str = "edge_inference"
     stats_interval: float = 30.0
     log_level: str = "info"
+    max_uploads: int = 16
+    max_image_mp: float = 40.0
+    request_timeout: float = 30.0
+    media_root: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def max_body_bytes(self) -> int:
@@ -80,6 +86,12 @@ _HELP: dict[str, str] = {
     "mqtt_base_topic": "MQTT base topic",
     "stats_interval": "seconds between MQTT stats messages",
     "log_level": "debug, info, warning or error",
+    "max_uploads": "requests with a body handled at once; more get 503 before their body is read",
+    "max_image_mp": "largest image accepted, in megapixels, read from its header before decoding",
+    "request_timeout": "seconds a request may take before it is answered 503 timeout",
+    "media_root": "folder whose video files may be camera sources (empty: no local files)",
+    "tls_cert": "PEM certificate (chain) to serve HTTPS with; needs --tls-key",
+    "tls_key": "PEM private key for --tls-cert",
 }
 
 
@@ -185,6 +197,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("--advertise-url: must start with http:// or https://")
     if s.backend == "triton" and not re.match(r"^(grpc|http|https)://", s.triton_url):
         raise ConfigError("--triton-url: must start with grpc://, http:// or https://")
+    if s.max_uploads <= 0 or s.max_image_mp <= 0 or s.request_timeout <= 0:
+        raise ConfigError("--max-uploads, --max-image-mp and --request-timeout must be positive")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level: one of debug, info, warning, error")
     if not s.mqtt_base_topic.strip("/") or any(c in s.mqtt_base_topic for c in "+#"):

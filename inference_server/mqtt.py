@@ -23,6 +23,9 @@ _LOGGER = logging.getLogger(__name__)
 
 ONLINE = "online"
 OFFLINE = "offline"
+# QoS 1 messages paho keeps while the broker is away; past that new ones are dropped, so a long
+# outage does not grow memory or flood Home Assistant with stale events on reconnect.
+MAX_QUEUED = 200
 
 
 class MqttPresence:
@@ -43,6 +46,8 @@ class MqttPresence:
                 ca_certs=settings.mqtt_ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT
             )
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(MAX_QUEUED)
+        self.dropped = 0  # messages refused by the full offline queue
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self._client = client
@@ -75,11 +80,16 @@ class MqttPresence:
             self._client.publish(self.topic("announce"), data, qos=1, retain=True)
 
     def publish(
-        self, suffix: str, payload: dict[str, Any], *, qos: int = 0, retain: bool = False
+        self, suffix: str, payload: dict[str, Any] | None, *, qos: int = 0, retain: bool = False
     ) -> None:
-        """Thread-safe, non-blocking; dropped (QoS 0) or queued (QoS 1) while disconnected."""
-        data = json.dumps(payload, separators=(",", ":"))
-        self._client.publish(self.topic(suffix), data, qos=qos, retain=retain)
+        """Thread-safe, non-blocking; dropped (QoS 0) or queued (QoS 1, up to MAX_QUEUED) while
+        disconnected. payload None sends an empty message (clears a retained topic)."""
+        data = b"" if payload is None else json.dumps(payload, separators=(",", ":"))
+        info = self._client.publish(self.topic(suffix), data, qos=qos, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                _LOGGER.warning("MQTT offline queue full: %d messages dropped", self.dropped)
 
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any

@@ -7,7 +7,11 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from . import PROTOCOL_VERSION, __version__
 from .backends.base import Backend
@@ -19,6 +23,8 @@ from .pipelines.camera_registry import CameraRegistry
 from .pipelines.vision import VisionPipeline
 
 _LOGGER = logging.getLogger(__name__)
+
+STATS_TICK_S = 2.0
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -64,10 +70,21 @@ class Server:
             workers=2 if settings.backend == "triton" else 1,
         )
         self.mqtt = MqttPresence(settings, self.server_id) if settings.mqtt_host else None
-        self.cameras = CameraRegistry(self.vision, self._publish, self.metrics, settings.data_dir)
+        self.cameras = CameraRegistry(
+            self.vision,
+            self._publish,
+            self.metrics,
+            settings.data_dir,
+            media_root=Path(settings.media_root).expanduser() if settings.media_root else None,
+        )
         self._stats_task: asyncio.Task[None] | None = None
+        self._url: str | None = None  # resolved once, off the event loop (start)
 
     async def start(self) -> None:
+        # Finding our LAN address may block on DNS: never on the event loop, never per announce.
+        self._url = await asyncio.get_running_loop().run_in_executor(
+            None, advertised_url, self.settings
+        )
         await self.backend.start()
         if not self.vision.models():
             _LOGGER.warning(
@@ -83,15 +100,26 @@ class Server:
         self._stats_task = asyncio.create_task(self._stats_loop(), name="stats")
 
     async def stop(self) -> None:
+        """Every step runs even when an earlier one fails (a half-stopped server leaks)."""
         if self._stats_task:
             self._stats_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._stats_task
-        await self.cameras.stop()
-        await self.vision.close()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("cameras", self.cameras.stop),
+            ("vision", self.vision.close),
+            ("backend", self.backend.stop),
+        ]
         if self.mqtt:
-            await asyncio.get_running_loop().run_in_executor(None, self.mqtt.stop)
-        await self.backend.stop()
+            mqtt = self.mqtt
+            steps.insert(
+                2, ("mqtt", lambda: asyncio.get_running_loop().run_in_executor(None, mqtt.stop))
+            )
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                _LOGGER.exception("Stopping %s failed; stopping the rest", name)
 
     def backends(self) -> dict[str, Any]:
         return {self.backend.name: self.backend.describe()}
@@ -110,7 +138,7 @@ class Server:
         }
 
     def announce(self) -> dict[str, Any]:
-        url = advertised_url(self.settings)
+        url = self._url or self.settings.advertise_url.rstrip("/")
         return {**self.info(), "api": {"url": url, "urls": [url]}, "auth": "bearer"}
 
     def stats(self) -> dict[str, Any]:
@@ -123,21 +151,34 @@ class Server:
             "cameras": {cid: w.frames for cid, w in self.cameras.workers.items()},
         }
 
-    def _publish(self, suffix: str, payload: dict[str, Any], qos: int) -> None:
+    def _publish(
+        self, suffix: str, payload: dict[str, Any] | None, qos: int, retain: bool = False
+    ) -> None:
         if self.mqtt:
-            self.mqtt.publish(suffix, payload, qos=qos)
+            self.mqtt.publish(suffix, payload, qos=qos, retain=retain)
 
     async def _stats_loop(self) -> None:
         """Readiness gauges and announce refresh every few seconds; stats on their interval."""
         next_stats = 0.0
         while True:
-            for name, described in self.backends().items():
-                self.metrics.backend_ready.labels(name).set(1 if described.get("ready") else 0)
-            for model, depth in self.vision.queue_depths().items():
-                self.metrics.queue_depth.labels(model).set(depth)
-            if self.mqtt:
-                self.mqtt.set_announce(self.announce())  # publishes only when it changed
-                if time.monotonic() >= next_stats:
-                    next_stats = time.monotonic() + self.settings.stats_interval
-                    self.mqtt.publish("stats", self.stats())
-            await asyncio.sleep(2.0)
+            try:
+                next_stats = self._stats_tick(next_stats)
+            except Exception:  # one bad tick must not end readiness and announces for good
+                _LOGGER.exception("Stats update failed; trying again")
+            await asyncio.sleep(STATS_TICK_S)
+
+    def _stats_tick(self, next_stats: float) -> float:
+        for name, described in self.backends().items():
+            self.metrics.backend_ready.labels(name).set(1 if described.get("ready") else 0)
+        for model, depth in self.vision.queue_depths().items():
+            self.metrics.queue_depth.labels(model).set(depth)
+        if self.mqtt:
+            self.mqtt.set_announce(self.announce())  # publishes only when it changed
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.settings.stats_interval
+                self.mqtt.publish("stats", self.stats())
+        return next_stats
+
+
+# The running Server, for route handlers (request.app[SERVER_KEY]).
+SERVER_KEY: web.AppKey[Server] = web.AppKey("server", Server)

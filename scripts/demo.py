@@ -141,6 +141,9 @@ class Demo:
                 str(self.work / "server"),
                 "--advertise-url",
                 f"http://127.0.0.1:{self.server_port}",
+                # Local clips are camera sources only under a media root (off by default).
+                "--media-root",
+                str(next((p.parent for p in CLIPS if p.exists()), ROOT / "tests/fixtures")),
             ],
         )
         if wait:

@@ -16,6 +16,7 @@ from .broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPO = ROOT / "model_repository"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def server_python() -> str:
@@ -37,6 +38,7 @@ class ServerProcess:
         model_repo: Path = DEFAULT_REPO,
         port: int | None = None,
         extra_args: list[str] | None = None,
+        media_root: Path | None = FIXTURES,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -66,6 +68,8 @@ class ServerProcess:
         ]
         if mqtt_port is not None:
             self.args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
+        if media_root is not None:  # local video files as camera sources (off by default)
+            self.args += ["--media-root", str(media_root)]
         self.args += extra_args or []
         self.log_path = data_dir / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
