@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ from ...batching import DynamicBatcher
 from ...metrics import Metrics
 from ...models.repository import ModelConfig
 from .annotate import annotate_jpeg
-from .decoders import decode, guess_layout
-from .preprocess import Image, decode_image, letterbox
+from .decoders import Decoding, LayoutError, decode, guess_layout
+from .preprocess import Image, Preprocessing, PreprocessingError, decode_image
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class InvalidParameterError(ValueError):
@@ -48,6 +51,15 @@ class DetectOptions:
 DEFAULTS = DetectOptions()
 
 
+@dataclass(frozen=True)
+class ModelInputOutput:
+    """A model's pre-processing and output decoding, read once from its config.pbtxt."""
+
+    parameters: dict[str, str]  # what they were read from (a Triton reload may change them)
+    preprocessing: Preprocessing
+    decoding: Decoding
+
+
 @dataclass
 class DetectionResult:
     model: str
@@ -76,9 +88,31 @@ class VisionPipeline:
         self.max_queue = max_queue
         self.workers = workers
         self._batchers: dict[str, DynamicBatcher] = {}
+        self._io: dict[str, ModelInputOutput | None] = {}
 
     def models(self) -> dict[str, ModelConfig]:
-        return {n: c for n, c in self.backend.models().items() if c.task == "detection"}
+        """Detection models whose config.pbtxt parameters we can follow."""
+        return {
+            n: c
+            for n, c in self.backend.models().items()
+            if c.task == "detection" and self._model_io(c) is not None
+        }
+
+    def _model_io(self, config: ModelConfig) -> ModelInputOutput | None:
+        cached = self._io.get(config.name)
+        if config.name in self._io and (cached is None or cached.parameters == config.parameters):
+            return cached
+        try:
+            io: ModelInputOutput | None = ModelInputOutput(
+                dict(config.parameters),
+                Preprocessing.from_parameters(config.parameters),
+                Decoding.from_parameters(config.parameters),
+            )
+        except (PreprocessingError, LayoutError) as err:
+            _LOGGER.error("Not serving model %s: config.pbtxt parameters: %s", config.name, err)
+            io = None
+        self._io[config.name] = io
+        return io
 
     def describe(self) -> dict[str, object]:
         models = self.models()
@@ -154,21 +188,23 @@ class VisionPipeline:
         started: float,
     ) -> DetectionResult:
         loop = asyncio.get_running_loop()
+        io = self._model_io(config)
+        assert io is not None  # models() only lists models with usable parameters
         _, height, width = config.inputs[0].dims[-3:]
-        blob, box = await loop.run_in_executor(None, letterbox, image, width, height)
+        blob, box = await loop.run_in_executor(None, io.preprocessing.apply, image, width, height)
         outputs, queued = await self._batcher(config).submit({config.inputs[0].name: blob})
         inferred = time.perf_counter()
-        output = outputs[config.outputs[0].name][0]
-        layout = config.parameters.get("output_layout") or guess_layout(
-            (1, *output.shape), len(config.labels)
-        )
+        sample = [outputs[o.name][0].astype(np.float32) for o in config.outputs]
+        layout = io.decoding.layout or guess_layout((1, *sample[0].shape), len(config.labels))
         raw = decode(
-            output.astype(np.float32),
+            sample,
             layout=layout,
             num_classes=len(config.labels),
             input_size=(width, height),
             box=box,
             min_score=options.min_score,
+            iou=io.decoding.nms_iou,
+            strides=io.decoding.strides,
         )
         detections = [
             Detection(
