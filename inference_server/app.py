@@ -14,6 +14,7 @@ from .auth import auth_middleware
 from .camera_routes import add_camera_routes
 from .errors import Handler, error_middleware
 from .openapi import add_openapi_routes, document, errors, json_body
+from .pipelines.speech.routes import add_speech_routes
 from .server import SERVER_KEY, Server
 from .vision_routes import add_vision_routes
 
@@ -39,6 +40,7 @@ def create_app(server: Server) -> web.Application:
     add_openapi_routes(app)
     add_vision_routes(app)
     add_camera_routes(app)
+    add_speech_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVER_KEY].start()

@@ -56,6 +56,11 @@ class Settings:
     media_root: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    speech_model_dir: Path = Path("speech_models")
+    speech_model: str = "tiny.en"
+    speech_max_streams: int = 4
+    speech_max_audio_s: float = 60.0
+    wyoming_port: int = 0
 
     @property
     def max_body_bytes(self) -> int:
@@ -92,6 +97,11 @@ _HELP: dict[str, str] = {
     "media_root": "folder whose video files may be camera sources (empty: no local files)",
     "tls_cert": "PEM certificate (chain) to serve HTTPS with; needs --tls-key",
     "tls_key": "PEM private key for --tls-cert",
+    "speech_model_dir": "Whisper models for speech-to-text (CTranslate2 folders, one per model)",
+    "speech_model": "speech-to-text model: a folder in --speech-model-dir (tiny.en, base)",
+    "speech_max_streams": "live speech streams at once (WebSocket and Wyoming) before 503",
+    "speech_max_audio_s": "longest audio one /speech/transcribe request may hold, in seconds",
+    "wyoming_port": "TCP port of the Wyoming speech-to-text server (0: off; Wyoming's usual 10300)",
 }
 
 
@@ -201,6 +211,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("--max-uploads, --max-image-mp and --request-timeout must be positive")
     if bool(s.tls_cert) != bool(s.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
+    if not 0 <= s.wyoming_port < 65536:
+        raise ConfigError(f"--wyoming-port: {s.wyoming_port} is not a TCP port (0: off)")
+    if s.speech_max_streams <= 0 or s.speech_max_audio_s <= 0:
+        raise ConfigError("--speech-max-streams and --speech-max-audio-s must be positive")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level: one of debug, info, warning, error")
     if not s.mqtt_base_topic.strip("/") or any(c in s.mqtt_base_topic for c in "+#"):

@@ -20,6 +20,8 @@ from .config import Settings, ensure_server_id
 from .metrics import Metrics
 from .mqtt import MqttPresence
 from .pipelines.camera_registry import CameraRegistry
+from .pipelines.speech import SpeechLimits, SpeechPipeline
+from .pipelines.speech.wyoming_server import WyomingSttServer
 from .pipelines.vision import VisionPipeline
 
 _LOGGER = logging.getLogger(__name__)
@@ -70,6 +72,19 @@ class Server:
             workers=2 if settings.backend == "triton" else 1,
         )
         self.mqtt = MqttPresence(settings, self.server_id) if settings.mqtt_host else None
+        self.speech = SpeechPipeline(
+            settings.speech_model_dir,
+            settings.speech_model,
+            SpeechLimits(
+                max_audio_s=settings.speech_max_audio_s, max_streams=settings.speech_max_streams
+            ),
+        )
+        self.wyoming = (
+            WyomingSttServer(self.speech, settings.host, settings.wyoming_port)
+            if settings.wyoming_port and self.speech.available
+            else None
+        )
+        self._speech_load: asyncio.Task[None] | None = None
         self.cameras = CameraRegistry(
             self.vision,
             self._publish,
@@ -97,6 +112,10 @@ class Server:
             self.mqtt.set_announce(self.announce())
             self.mqtt.start()
         await self.cameras.start()
+        # The Whisper model loads in its own thread meanwhile; requests wait for it if early.
+        self._speech_load = asyncio.create_task(self.speech.start(), name="speech-load")
+        if self.wyoming:
+            await self.wyoming.start()
         self._stats_task = asyncio.create_task(self._stats_loop(), name="stats")
 
     async def stop(self) -> None:
@@ -109,6 +128,7 @@ class Server:
             ("cameras", self.cameras.stop),
             ("vision", self.vision.close),
             ("backend", self.backend.stop),
+            ("speech", self._stop_speech),
         ]
         if self.mqtt:
             mqtt = self.mqtt
@@ -121,11 +141,21 @@ class Server:
             except Exception:
                 _LOGGER.exception("Stopping %s failed; stopping the rest", name)
 
+    async def _stop_speech(self) -> None:
+        if self.wyoming:
+            await self.wyoming.stop()
+        await self.speech.close()
+
     def backends(self) -> dict[str, Any]:
         return {self.backend.name: self.backend.describe()}
 
     def capabilities(self) -> dict[str, Any]:
-        return {"vision": self.vision.describe()} if self.vision.models() else {}
+        capabilities = {"vision": self.vision.describe()} if self.vision.models() else {}
+        if self.speech.available:
+            capabilities["stt"] = self.speech.describe()
+            if self.wyoming:
+                capabilities["stt"]["wyoming_port"] = self.settings.wyoming_port
+        return capabilities
 
     def info(self) -> dict[str, Any]:
         return {
