@@ -5,6 +5,7 @@ Route modules register their routes and describe them for OpenAPI (inference_ser
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -26,7 +27,8 @@ __all__ = ["SERVER_KEY", "create_app"]
 def create_app(server: Server) -> web.Application:
     app = web.Application(
         client_max_size=server.settings.max_body_bytes,
-        middlewares=[error_middleware, _metrics_middleware, auth_middleware(server.settings.token)],
+        # Metrics outermost: it counts the status the caller really got (errors included).
+        middlewares=[_metrics_middleware, error_middleware, auth_middleware(server.settings.token)],
     )
     app[SERVER_KEY] = server
     app.add_routes(
@@ -55,14 +57,20 @@ def create_app(server: Server) -> web.Application:
 
 @web.middleware
 async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response: web.StreamResponse | None = None
+    status = 500
     try:
         response = await handler(request)
+        status = response.status
         return response
+    except web.HTTPException as err:  # redirects and the like pass the error middleware
+        status = err.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away (nginx's code for it)
+        raise
     finally:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
-        status = response.status if response is not None else 500
         request.app[SERVER_KEY].metrics.requests.labels(name, str(status)).inc()
 
 

@@ -138,9 +138,7 @@ _PATHS: dict[str, dict[str, Any]] = {
             "summary": "Every registered camera",
             "operationId": "listCameras",
             "responses": {
-                "200": json_body(
-                    {"type": "object", "properties": {"cameras": {"type": "array"}}}
-                ),
+                "200": json_body({"type": "object", "properties": {"cameras": {"type": "array"}}}),
                 **errors(401),
             },
         }

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from . import PROTOCOL_VERSION, __version__
+from .admission import UploadSlots
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .config import Settings, ensure_server_id
@@ -62,6 +63,7 @@ class Server:
         self.server_id = ensure_server_id(settings)
         self.name = settings.name or f"Edge inference on {socket.gethostname()}"
         self.metrics = Metrics()
+        self.uploads = UploadSlots(settings.max_uploads)
         self.backend = backend or make_backend(settings)
         self.vision = VisionPipeline(
             self.backend,

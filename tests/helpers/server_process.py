@@ -110,6 +110,11 @@ class ServerProcess:
         self.stop(signal.SIGKILL)
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

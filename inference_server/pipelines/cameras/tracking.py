@@ -70,7 +70,7 @@ class ObjectTracker:
             sv_in = sv.Detections.empty()
         out = self._tracker.update(sv_in, timestamp=now)
         tracked: list[tuple[Detection, int]] = []
-        ids = out.tracker_id if out.tracker_id is not None else []
+        ids: list[int] = [] if out.tracker_id is None else [int(t) for t in out.tracker_id]
         for i, track_id in enumerate(ids):
             if track_id < 0:
                 continue
