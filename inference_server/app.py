@@ -15,6 +15,7 @@ from .auth import auth_middleware
 from .camera_routes import add_camera_routes
 from .errors import Handler, error_middleware
 from .openapi import add_openapi_routes, document, errors, json_body
+from .pipelines.sensors import add_sensor_routes
 from .pipelines.speech.routes import add_speech_routes
 from .server import SERVER_KEY, Server
 from .vision_routes import add_vision_routes
@@ -43,6 +44,7 @@ def create_app(server: Server) -> web.Application:
     add_vision_routes(app)
     add_camera_routes(app)
     add_speech_routes(app)
+    add_sensor_routes(app, server.sensors)
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVER_KEY].start()

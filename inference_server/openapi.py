@@ -38,6 +38,7 @@ _ERROR_TEXT = {
     400: "Bad request: a parameter or the body cannot be used",
     401: "Missing or wrong bearer token",
     404: "Not found",
+    409: "Conflicts with what the server holds (e.g. an observation older than the last)",
     413: "The body or the image is too large",
     415: "Unsupported content type",
     503: "Overloaded or a backend is down; retry after Retry-After seconds",

@@ -21,6 +21,7 @@ from .config import Settings, ensure_server_id
 from .metrics import Metrics
 from .mqtt import MqttPresence
 from .pipelines.camera_registry import CameraRegistry
+from .pipelines.sensors import SensorPipeline
 from .pipelines.speech import SpeechLimits, SpeechPipeline
 from .pipelines.speech.wyoming_server import WyomingSttServer
 from .pipelines.vision import VisionPipeline
@@ -87,6 +88,7 @@ class Server:
             else None
         )
         self._speech_load: asyncio.Task[None] | None = None
+        self.sensors = SensorPipeline(settings.data_dir, self._publish)
         self.cameras = CameraRegistry(
             self.vision,
             self._publish,
@@ -114,6 +116,7 @@ class Server:
             self.mqtt.set_announce(self.announce())
             self.mqtt.start()
         await self.cameras.start()
+        await self.sensors.start()
         # The Whisper model loads in its own thread meanwhile; requests wait for it if early.
         self._speech_load = asyncio.create_task(self.speech.start(), name="speech-load")
         if self.wyoming:
@@ -128,6 +131,7 @@ class Server:
                 await self._stats_task
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("cameras", self.cameras.stop),
+            ("sensors", self.sensors.stop),
             ("vision", self.vision.close),
             ("backend", self.backend.stop),
             ("speech", self._stop_speech),
@@ -157,6 +161,7 @@ class Server:
             capabilities["stt"] = self.speech.describe()
             if self.wyoming:
                 capabilities["stt"]["wyoming_port"] = self.settings.wyoming_port
+        capabilities["sensors"] = self.sensors.describe()
         return capabilities
 
     def info(self) -> dict[str, Any]:
