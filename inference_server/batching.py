@@ -15,13 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Tensors
+from .backends.base import BackendError, Tensors
 
 RunBatch = Callable[[Tensors], Awaitable[Tensors]]
 
 
 class QueueFullError(Exception):
     """The model's queue is full; try again shortly."""
+
+
+class BatcherClosedError(BackendError):
+    """The batcher was closed (the server is stopping) before this request ran."""
 
 
 @dataclass
@@ -50,6 +54,7 @@ class DynamicBatcher:
         self._workers_wanted = max(1, workers)
         self._workers: list[asyncio.Task[None]] = []
         self._on_batch = on_batch
+        self._closed = False
 
     @property
     def depth(self) -> int:
@@ -62,6 +67,8 @@ class DynamicBatcher:
                 asyncio.create_task(self._work(), name="batcher")
                 for _ in range(self._workers_wanted)
             ]
+        if self._closed:
+            raise BatcherClosedError("the server is shutting down")
         pending = _Pending(inputs, asyncio.get_running_loop().create_future(), time.perf_counter())
         try:
             self._queue.put_nowait(pending)
@@ -71,6 +78,8 @@ class DynamicBatcher:
         return outputs, pending.queued_s
 
     async def close(self) -> None:
+        """Stop the workers; every caller still waiting gets BatcherClosedError, none hangs."""
+        self._closed = True
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -78,12 +87,11 @@ class DynamicBatcher:
                 await task
         self._workers = []
         while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not item.future.done():
-                item.future.cancel()
+            _fail(self._queue.get_nowait())
 
-    async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
+    async def _collect(self, batch: list[_Pending]) -> list[_Pending]:
+        """Fill `batch` (owned by the caller, so a cancelled wait loses no request)."""
+        batch.append(await self._queue.get())
         deadline = time.perf_counter() + self.max_delay_s
         while len(batch) < self.max_batch:
             if not self._queue.empty():
@@ -100,30 +108,44 @@ class DynamicBatcher:
         return [item for item in batch if not item.future.done()]
 
     async def _work(self) -> None:
-        while True:
-            batch = await self._collect()
-            if not batch:
-                continue
-            started = time.perf_counter()
+        batch: list[_Pending] = []
+        try:
+            while True:
+                batch = []
+                batch = await self._collect(batch)
+                if batch:
+                    await self._run_batch(batch)
+        except asyncio.CancelledError:
+            for item in batch:  # taken from the queue, never answered: answer now
+                _fail(item)
+            raise
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        for item in batch:
+            item.queued_s = started - item.enqueued
+        if self._on_batch:
+            self._on_batch(len(batch))
+        try:
+            outputs = await self._run(_stack([item.inputs for item in batch]))
+        except Exception as err:  # every waiting caller gets the backend's error
             for item in batch:
-                item.queued_s = started - item.enqueued
-            if self._on_batch:
-                self._on_batch(len(batch))
-            try:
-                outputs = await self._run(_stack([item.inputs for item in batch]))
-            except Exception as err:  # every waiting caller gets the backend's error
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(err)
-                continue
-            offset = 0
-            for item in batch:
-                size = next(iter(item.inputs.values())).shape[0]
                 if not item.future.done():
-                    item.future.set_result(
-                        {name: value[offset : offset + size] for name, value in outputs.items()}
-                    )
-                offset += size
+                    item.future.set_exception(err)
+            return
+        offset = 0
+        for item in batch:
+            size = next(iter(item.inputs.values())).shape[0]
+            if not item.future.done():
+                item.future.set_result(
+                    {name: value[offset : offset + size] for name, value in outputs.items()}
+                )
+            offset += size
+
+
+def _fail(item: _Pending) -> None:
+    if not item.future.done():
+        item.future.set_exception(BatcherClosedError("the server is shutting down"))
 
 
 def _stack(samples: list[Tensors]) -> Tensors:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inference_server.backends.base import BackendError, Tensors
-from inference_server.batching import DynamicBatcher, QueueFullError
+from inference_server.batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import TOKEN, image_bytes
@@ -85,6 +85,25 @@ async def test_a_backend_error_reaches_every_caller_and_the_batcher_goes_on() ->
     outputs, _ = await batcher.submit(sample(5))
     assert outputs["x"].tolist() == [[5, 5]]
     await batcher.close()
+
+
+async def test_closing_answers_every_caller_in_flight_or_queued() -> None:
+    started = asyncio.Event()
+
+    async def run(inputs: Tensors) -> Tensors:
+        started.set()
+        await asyncio.sleep(60)  # a backend call that would outlive the server
+        return inputs
+
+    batcher = DynamicBatcher(run, max_batch=1, max_delay_s=0.0, max_queue=8)
+    callers = [asyncio.create_task(batcher.submit(sample(i))) for i in range(3)]
+    await started.wait()  # one in flight, two queued
+    await batcher.close()
+    async with asyncio.timeout(5):  # before the fix the one in flight waited forever
+        results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, BatcherClosedError) for r in results), results
+    with pytest.raises(BatcherClosedError):
+        await batcher.submit(sample(9))
 
 
 async def test_full_queue_is_503_with_retry_after(tmp_path, model_repo) -> None:  # type: ignore[no-untyped-def]

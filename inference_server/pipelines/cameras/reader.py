@@ -19,6 +19,7 @@ from .spec import is_local_file, local_path, redact_source
 
 MAX_BACKOFF_S = 30.0
 JOIN_TIMEOUT_S = 5.0
+NETWORK_TIMEOUT_MS = 10_000
 
 
 class FrameReader(threading.Thread):
@@ -67,7 +68,10 @@ class FrameReader(threading.Thread):
     def _play_once(self) -> int:
         """Open the source and read until it ends; the number of frames it gave."""
         self.opens += 1
-        capture = cv2.VideoCapture(self.source)
+        # A hung camera must not block the reader for good (FFmpeg waits forever by default).
+        timeouts = [] if self.is_file else [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS]
+        timeouts += [] if self.is_file else [cv2.CAP_PROP_READ_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS]
+        capture = cv2.VideoCapture(self.source, cv2.CAP_ANY, timeouts)
         try:
             if not capture.isOpened():
                 self.error = f"cannot open {self._shown}"
