@@ -61,6 +61,7 @@ class Settings:
     speech_max_streams: int = 4
     speech_max_audio_s: float = 60.0
     wyoming_port: int = 0
+    speech_short_window: bool = True
 
     @property
     def max_body_bytes(self) -> int:
@@ -102,6 +103,8 @@ _HELP: dict[str, str] = {
     "speech_max_streams": "live speech streams at once (WebSocket and Wyoming) before 503",
     "speech_max_audio_s": "longest audio one /speech/transcribe request may hold, in seconds",
     "wyoming_port": "TCP port of the Wyoming speech-to-text server (0: off; Wyoming's usual 10300)",
+    "speech_short_window": "encode commands in max(10 s, audio + 2 s), not Whisper's 30 s window "
+    "(about 5x faster on a CPU; true/false)",
 }
 
 

@@ -81,6 +81,7 @@ class Server:
             SpeechLimits(
                 max_audio_s=settings.speech_max_audio_s, max_streams=settings.speech_max_streams
             ),
+            short_window=settings.speech_short_window,
         )
         self.wyoming = (
             WyomingSttServer(self.speech, settings.host, settings.wyoming_port)

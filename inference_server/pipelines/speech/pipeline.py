@@ -43,7 +43,14 @@ class SpeechLimits:
 
 
 class SpeechPipeline:
-    def __init__(self, model_dir: Path, model: str, limits: SpeechLimits | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        model: str,
+        limits: SpeechLimits | None = None,
+        *,
+        short_window: bool = True,
+    ) -> None:
         self.limits = limits or SpeechLimits()
         self.model_path = model_dir / model
         self.info: WhisperModelInfo | None = None
@@ -52,7 +59,9 @@ class SpeechPipeline:
         self.streams = 0
         if (self.model_path / "model.bin").is_file():
             self.info = WhisperModelInfo(self.model_path)
-            self.transcriber = Transcriber(self.info, max_queue=self.limits.max_queue)
+            self.transcriber = Transcriber(
+                self.info, max_queue=self.limits.max_queue, short_window=short_window
+            )
             self.prompts = PromptBuilder(self.model_path)
         else:
             _LOGGER.warning(

@@ -7,6 +7,8 @@ text as soon as they stop.
   everything so far starts at once. If the silence lasts to `end_silence_s`, that decode is
   the final text: it has been running during the wait, so the answer comes almost as the
   endpoint is reached. If speech resumes, the early decode is dropped.
+- Final-quality decodes start from the committed words (Whisper's decoder prefix), so the final
+  text always extends what the user has already seen.
 - The client may end the stream itself; the same early decode is reused when still valid.
 Transport (WebSocket, Wyoming) lives elsewhere; this class only sees bytes and callbacks.
 """
@@ -152,11 +154,15 @@ class SpeechStream:
                     await task
 
     def _decode(self, beam_size: int, priority: int) -> asyncio.Task[Transcript]:
+        # Final-quality decodes continue from the words already committed and shown: the final
+        # text never contradicts a partial, and fewer tokens are left to decode.
+        final = priority == PRIORITY_FINAL
         request = DecodeRequest(
             self._audio[: self.samples].copy(),
             self.options.language,
             self.options.prompt,
             beam_size,
+            prefix=(self.agreement.stable_text or None) if final else None,
         )
         return self.transcriber.submit(request, priority=priority)
 

@@ -24,6 +24,41 @@ from .audio import WHISPER_RATE, Audio
 
 _LOGGER = logging.getLogger(__name__)
 
+# Whisper's encoder always sees a 30 s window, padded with silence, and on a CPU that encoder
+# pass is most of the cost of a 3 s command. CTranslate2 encodes shorter windows just as well;
+# below about 10 s the decoder no longer sees where the speech ends and starts repeating it, so
+# commands get max(10 s, audio + 2 s). Measured with tiny.en on 2 cores (docs/benchmarks.md):
+# about 5x faster per decode, the same words on our test sentences. faster-whisper pads inside
+# its decode loop, so the window is set per decode through its pad_or_trim, in this worker
+# thread only (thread-local; other callers keep 30 s).
+MIN_WINDOW_FRAMES = 1000  # 100 feature frames per second
+WINDOW_MARGIN_FRAMES = 200
+FULL_WINDOW_FRAMES = 3000
+_window = threading.local()
+
+
+def _install_short_window() -> None:
+    import faster_whisper.transcribe as fw_transcribe
+
+    original = fw_transcribe.pad_or_trim
+    if getattr(original, "edge_inference", False):
+        return
+
+    def pad_or_trim(array: Any, length: int = FULL_WINDOW_FRAMES, *, axis: int = -1) -> Any:
+        frames = getattr(_window, "frames", None)
+        return original(
+            array, frames if frames and length == FULL_WINDOW_FRAMES else length, axis=axis
+        )
+
+    pad_or_trim.edge_inference = True  # type: ignore[attr-defined]
+    fw_transcribe.pad_or_trim = pad_or_trim
+
+
+def window_frames(samples: int) -> int:
+    frames = samples // 160 + WINDOW_MARGIN_FRAMES
+    return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, -(-frames // 100) * 100))
+
+
 MULTILINGUAL_VOCABULARY = 51865
 PRIORITY_FINAL = 0
 PRIORITY_PARTIAL = 1
@@ -66,6 +101,7 @@ class DecodeRequest:
     language: str | None
     prompt: str | None = None
     beam_size: int = 5
+    prefix: str | None = None  # text the transcript must start with (already shown to the user)
 
 
 class WhisperModelInfo:
@@ -91,8 +127,16 @@ class WhisperModelInfo:
 class Transcriber:
     """Loads the model once (lazily, off the event loop) and runs prioritised decodes."""
 
-    def __init__(self, model: WhisperModelInfo, *, max_queue: int, cpu_threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: WhisperModelInfo,
+        *,
+        max_queue: int,
+        cpu_threads: int = 0,
+        short_window: bool = True,
+    ) -> None:
         self.info = model
+        self.short_window = short_window
         self.max_queue = max_queue
         self.cpu_threads = cpu_threads or min(4, os.cpu_count() or 1)
         self._model: Any = None
@@ -175,6 +219,7 @@ class Transcriber:
         try:
             from faster_whisper import WhisperModel
 
+            _install_short_window()
             self._model = WhisperModel(
                 str(self.info.path),
                 device="cpu",
@@ -198,17 +243,22 @@ class Transcriber:
     def _decode(self, request: DecodeRequest) -> Transcript:
         model = self._require_model()
         started = time.perf_counter()
+        _window.frames = window_frames(request.audio.size) if self.short_window else None
         segments, info = model.transcribe(
             request.audio,
             language=request.language,
             beam_size=request.beam_size,
             initial_prompt=request.prompt,
+            prefix=request.prefix,
             condition_on_previous_text=False,
             # Commands are short: one 30 s window, no timestamp tokens to decode.
             without_timestamps=True,
             vad_filter=False,
         )
-        found = tuple(Segment(s.start, s.end, s.text.strip()) for s in segments)
+        try:
+            found = tuple(Segment(s.start, s.end, s.text.strip()) for s in segments)
+        finally:
+            _window.frames = None
         decode_ms = (time.perf_counter() - started) * 1000
         text = " ".join(s.text for s in found if s.text).strip()
         return Transcript(
