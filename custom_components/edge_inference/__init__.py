@@ -14,10 +14,12 @@ from homeassistant.helpers.typing import ConfigType
 from .client import EdgeInferenceClient
 from .const import CONF_SERVER_ID, DOMAIN, SUBENTRY_CAMERA
 from .coordinator import EdgeInferenceCoordinator
+from .entity import server_device_info
 from .models import EdgeInferenceConfigEntry, EdgeInferenceData
 from .pipeline import CameraPipeline
 from .repairs import async_clear_issues
 from .services import async_setup_services
+from .subentries import async_follow_subentries
 
 PLATFORMS = [
     Platform.BINARY_SENSOR,
@@ -44,6 +46,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry
     )
     coordinator = EdgeInferenceCoordinator(hass, entry, client)
     await coordinator.async_config_entry_first_refresh()
+    coordinator.server_device_id = (
+        dr.async_get(hass)
+        .async_get_or_create(config_entry_id=entry.entry_id, **server_device_info(coordinator))
+        .id
+    )
     for unsubscribe in await coordinator.async_subscribe():
         entry.async_on_unload(unsubscribe)
 
@@ -64,19 +71,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     for pipeline in entry.runtime_data.pipelines.values():
         await pipeline.async_start()
-    entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    # Not an update listener: HA 2026.12 refuses one beside flows that reload.
+    entry.async_on_unload(async_follow_subentries(hass, entry, ()))
     return True
-
-
-async def _async_update_listener(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> None:
-    """A camera pipeline was added, changed or removed: rebuild the pipelines."""
-    current = {
-        subentry_id: dict(subentry.data)
-        for subentry_id, subentry in entry.subentries.items()
-        if subentry.subentry_type == SUBENTRY_CAMERA
-    }
-    if current != entry.runtime_data.subentries:
-        hass.config_entries.async_schedule_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> bool:

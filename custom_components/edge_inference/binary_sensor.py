@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from homeassistant.components.binary_sensor import (
-    BinarySensorDeviceClass,
-    BinarySensorEntity,
-)
+from homeassistant.components.binary_sensor import BinarySensorEntity
+from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import EdgeInferenceEntity, PipelineLabelEntity
+from .entity import EdgeInferenceEntity, PipelineLabelEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -24,11 +22,7 @@ async def async_setup_entry(
     """Add the server's connectivity sensor and each pipeline's occupancy sensors."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities([ConnectivitySensor(coordinator, "connectivity")])
-    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
-        async_add_entities(
-            [OccupancySensor(pipeline, label) for label in pipeline.labels],
-            config_subentry_id=subentry_id,
-        )
+    async_add_pipeline_entities(entry, async_add_entities, per_label=OccupancySensor)
 
 
 class ConnectivitySensor(EdgeInferenceEntity, BinarySensorEntity):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .client import CannotConnect, EdgeInferenceClient, EdgeInferenceError, InvalidAuth
@@ -87,6 +88,8 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
         )
         self.client = client
         self.server_id: str = entry.data[CONF_SERVER_ID]
+        # The server's device (made at setup): pipelines hang off it, announces rename it.
+        self.server_device_id = ""
 
     async def _async_update_data(self) -> ServerState:
         try:
@@ -151,6 +154,13 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
             return
         info = {key: value for key, value in announce.items() if key != "api"}
         async_check_protocol(self.hass, self.config_entry, info.get("protocol"))
+        if self.server_device_id:
+            # A no-op unless the server's name or version changed.
+            dr.async_get(self.hass).async_update_device(
+                self.server_device_id,
+                name=str(info.get("name") or self.server_id),
+                sw_version=str(info.get("version") or "") or None,
+            )
         self.async_set_updated_data(replace(self.data, info=info))
 
     @callback

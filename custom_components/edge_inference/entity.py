@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from homeassistant.core import callback
-from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
 from .coordinator import EdgeInferenceCoordinator
 
 if TYPE_CHECKING:
+    from .models import EdgeInferenceConfigEntry
     from .pipeline import CameraPipeline
+
+
+@callback
+def async_add_pipeline_entities(
+    entry: EdgeInferenceConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    *,
+    per_pipeline: Callable[[CameraPipeline], Sequence[Entity]] = lambda _: (),
+    per_label: Callable[[CameraPipeline, str], Entity] | None = None,
+) -> None:
+    """Add a platform's entities for every pipeline, now and for pipelines added later."""
+
+    @callback
+    def _add(pipeline: CameraPipeline, new_labels: list[str] | None) -> None:
+        entities = list(per_pipeline(pipeline)) if new_labels is None else []
+        if per_label is not None:
+            labels = pipeline.labels if new_labels is None else new_labels
+            entities += [per_label(pipeline, label) for label in labels]
+        if entities:
+            async_add_entities(entities, config_subentry_id=pipeline.subentry_id)
+
+    for pipeline in entry.runtime_data.pipelines.values():
+        _add(pipeline, None)
+    entry.runtime_data.pipeline_adders.append(_add)
 
 
 def server_device_info(coordinator: EdgeInferenceCoordinator) -> DeviceInfo:
@@ -49,7 +78,7 @@ class PipelineEntity(EdgeInferenceEntity):
     """An entity of a camera pipeline's device (one per subentry)."""
 
     def __init__(self, pipeline: CameraPipeline, key: str) -> None:
-        """Unique id: subentry id and key; the device hangs off the server's."""
+        """Unique id: subentry id and key; a service device that hangs off the server's."""
         super().__init__(pipeline.coordinator, key)
         self.pipeline = pipeline
         self._attr_unique_id = f"{pipeline.subentry_id}_{key}"
@@ -58,7 +87,8 @@ class PipelineEntity(EdgeInferenceEntity):
             name=pipeline.title,
             manufacturer="Edge Inference",
             model="Camera pipeline",
-            via_device=(DOMAIN, pipeline.coordinator.server_id),
+            entry_type=DeviceEntryType.SERVICE,
+            via_device_id=pipeline.coordinator.server_device_id,
         )
 
     async def async_added_to_hass(self) -> None:
@@ -81,3 +111,11 @@ class PipelineLabelEntity(PipelineEntity):
         super().__init__(pipeline, f"{self._attr_translation_key}_{label}")
         self.label = label
         self._attr_translation_placeholders = {"label": label}
+
+    @callback
+    def _handle_pipeline_update(self) -> None:
+        if self.label not in self.pipeline.labels:
+            # The label left the pipeline: its entity leaves the registry too.
+            er.async_get(self.hass).async_remove(self.entity_id)
+            return
+        super()._handle_pipeline_update()

@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import EVENT_DETECTED
-from .entity import PipelineEntity
+from .entity import PipelineEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 from .pipeline import CameraPipeline
 
@@ -22,8 +22,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One event entity per pipeline."""
-    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
-        async_add_entities([DetectionEvent(pipeline)], config_subentry_id=subentry_id)
+    async_add_pipeline_entities(
+        entry, async_add_entities, per_pipeline=lambda pipeline: [DetectionEvent(pipeline)]
+    )
 
 
 class DetectionEvent(PipelineEntity, EventEntity):

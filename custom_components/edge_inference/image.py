@@ -8,7 +8,7 @@ from homeassistant.components.image import ImageEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import PipelineEntity
+from .entity import PipelineEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 from .pipeline import CameraPipeline
 
@@ -21,8 +21,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One image per pipeline."""
-    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
-        async_add_entities([DetectionImage(hass, pipeline)], config_subentry_id=subentry_id)
+    async_add_pipeline_entities(
+        entry, async_add_entities, per_pipeline=lambda pipeline: [DetectionImage(hass, pipeline)]
+    )
 
 
 class DetectionImage(PipelineEntity, ImageEntity):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,9 @@ if TYPE_CHECKING:
     from .coordinator import EdgeInferenceCoordinator
     from .pipeline import CameraPipeline
 
+# Adds a pipeline's entities of one platform: all of them (None) or those of new labels.
+type PipelineEntityAdder = Callable[[CameraPipeline, list[str] | None], None]
+
 
 @dataclass
 class EdgeInferenceData:
@@ -20,8 +25,13 @@ class EdgeInferenceData:
     client: EdgeInferenceClient
     coordinator: EdgeInferenceCoordinator
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
-    # The subentries the pipelines were built from; a change reloads the entry.
+    # The subentries the entry was built from; a change of those not handled one by one
+    # (see subentries.py) reloads the entry.
     subentries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # One per platform with pipeline entities, for pipelines added or changed later.
+    pipeline_adders: list[PipelineEntityAdder] = field(default_factory=list)
+    # Subentry changes are applied one at a time.
+    subentry_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 type EdgeInferenceConfigEntry = ConfigEntry[EdgeInferenceData]

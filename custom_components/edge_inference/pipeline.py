@@ -59,20 +59,8 @@ class CameraPipeline:
         self.entry = entry
         self.coordinator = coordinator
         self.subentry_id = subentry.subentry_id
-        self.title = subentry.title
-        data = subentry.data
-        self.camera_entity_id: str = data[CONF_CAMERA_ENTITY_ID]
-        self.labels: list[str] = list(data[CONF_LABELS])
-        self.min_score = float(data.get(CONF_MIN_SCORE, DEFAULT_MIN_SCORE))
-        self.requested_mode: str = data.get(CONF_MODE, MODE_SNAPSHOT)
-        self.mode = self.requested_mode
-        self._source = ""
-        self.interval = float(data.get(CONF_INTERVAL, DEFAULT_INTERVAL))
-        self.fps = float(data.get(CONF_FPS, DEFAULT_FPS))
-        self.clear_after = float(data.get(CONF_CLEAR_AFTER, DEFAULT_CLEAR_AFTER))
         self.camera_id = server_camera_id(self.subentry_id)
-        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
-        self.occupied: dict[str, bool] = dict.fromkeys(self.labels, False)
+        self._configure(subentry)
         self.image: bytes | None = None
         self.image_updated: datetime | None = None
         self.last_detections: list[Detection] = []
@@ -86,6 +74,23 @@ class CameraPipeline:
         self._clear_timers: dict[str, CALLBACK_TYPE] = {}
         self._unsubs: list[CALLBACK_TYPE] = []
         self._was_online = True
+
+    def _configure(self, subentry: ConfigSubentry) -> None:
+        """Take the subentry's settings; counts and occupancy start from zero."""
+        self.data = dict(subentry.data)
+        self.title = subentry.title
+        data = subentry.data
+        self.camera_entity_id: str = data[CONF_CAMERA_ENTITY_ID]
+        self.labels: list[str] = list(data[CONF_LABELS])
+        self.min_score = float(data.get(CONF_MIN_SCORE, DEFAULT_MIN_SCORE))
+        self.requested_mode: str = data.get(CONF_MODE, MODE_SNAPSHOT)
+        self.mode = self.requested_mode
+        self._source = ""
+        self.interval = float(data.get(CONF_INTERVAL, DEFAULT_INTERVAL))
+        self.fps = float(data.get(CONF_FPS, DEFAULT_FPS))
+        self.clear_after = float(data.get(CONF_CLEAR_AFTER, DEFAULT_CLEAR_AFTER))
+        self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
+        self.occupied: dict[str, bool] = dict.fromkeys(self.labels, False)
 
     # Listeners (entities) ------------------------------------------------------------
 
@@ -153,6 +158,17 @@ class CameraPipeline:
         self._clear_timers.clear()
         if self.registered:
             await self._async_unregister()
+
+    async def async_reconfigure(self, subentry: ConfigSubentry) -> None:
+        """The user changed this pipeline: restart it alone with the new settings.
+
+        The entities stay (they hold this object); those of removed labels leave when
+        notified, the caller adds entities for new labels.
+        """
+        await self.async_stop()
+        self._configure(subentry)
+        await self.async_start()
+        self._notify()
 
     async def async_set_enabled(self, enabled: bool) -> None:
         """The switch: pause (stop the server's stream, stop polling) or resume."""

@@ -17,7 +17,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import EdgeInferenceCoordinator, ServerState
-from .entity import EdgeInferenceEntity, PipelineLabelEntity
+from .entity import EdgeInferenceEntity, PipelineLabelEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -112,11 +112,7 @@ async def async_setup_entry(
     """Add the server's sensors and each pipeline's count sensors."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(ServerSensor(coordinator, description) for description in SERVER_SENSORS)
-    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
-        async_add_entities(
-            [CountSensor(pipeline, label) for label in pipeline.labels],
-            config_subentry_id=subentry_id,
-        )
+    async_add_pipeline_entities(entry, async_add_entities, per_label=CountSensor)
 
 
 class ServerSensor(EdgeInferenceEntity, SensorEntity):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import voluptuous as vol
+import probatio as vol
 from homeassistant.components import camera
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
@@ -18,6 +18,7 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.service import async_extract_entity_ids
+from homeassistant.helpers.typing import VolDictType
 
 from .client import DetectResult, EdgeInferenceError, InvalidAuth
 from .const import DOMAIN
@@ -30,16 +31,15 @@ ATTR_LABELS = "labels"
 ATTR_MIN_SCORE = "min_score"
 ATTR_SNAPSHOT_PATH = "snapshot_path"
 
-DETECT_SCHEMA = vol.Schema(
-    {
-        **cv.ENTITY_SERVICE_FIELDS,
-        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        vol.Optional(ATTR_IMAGE_FILE): cv.string,
-        vol.Optional(ATTR_LABELS): vol.All(cv.ensure_list, [cv.string]),
-        vol.Optional(ATTR_MIN_SCORE): vol.All(vol.Coerce(float), vol.Range(min=0, max=1)),
-        vol.Optional(ATTR_SNAPSHOT_PATH): cv.string,
-    }
-)
+DETECT_FIELDS: VolDictType = {
+    **cv.ENTITY_SERVICE_FIELDS,
+    vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+    vol.Optional(ATTR_IMAGE_FILE): cv.string,
+    vol.Optional(ATTR_LABELS): vol.All(cv.ensure_list, [cv.string]),
+    vol.Optional(ATTR_MIN_SCORE): vol.All(vol.Coerce(float), vol.Range(min=0, max=1)),
+    vol.Optional(ATTR_SNAPSHOT_PATH): cv.string,
+}
+DETECT_SCHEMA = vol.Schema(DETECT_FIELDS)
 
 
 @callback
@@ -92,7 +92,7 @@ async def _async_images(hass: HomeAssistant, call: ServiceCall) -> list[tuple[st
     images: list[tuple[str, bytes, str]] = []
     cameras = sorted(
         entity_id
-        for entity_id in await async_extract_entity_ids(hass, call)
+        for entity_id in await async_extract_entity_ids(call)
         if entity_id.startswith("camera.")
     )
     for entity_id in cameras:

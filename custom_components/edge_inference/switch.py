@@ -10,7 +10,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .entity import PipelineEntity
+from .entity import PipelineEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 from .pipeline import CameraPipeline
 
@@ -23,8 +23,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One switch per pipeline."""
-    for subentry_id, pipeline in entry.runtime_data.pipelines.items():
-        async_add_entities([DetectionSwitch(pipeline)], config_subentry_id=subentry_id)
+    async_add_pipeline_entities(
+        entry, async_add_entities, per_pipeline=lambda pipeline: [DetectionSwitch(pipeline)]
+    )
 
 
 class DetectionSwitch(PipelineEntity, SwitchEntity, RestoreEntity):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 import custom_components.edge_inference  # noqa: F401  (the plugin finds it importable)
-from tests.integration.common import broker, real_mqtt, server  # noqa: F401
+from tests.integration.common import (  # noqa: F401
+    broker,
+    ha_core,
+    no_deprecations,
+    real_mqtt,
+    server,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -53,7 +53,13 @@ def detections_served(server: ServerProcess) -> int:
 @pytest.fixture
 def moved_server(broker: MosquittoBroker, server: ServerProcess) -> Generator[ServerProcess]:
     """The same server (id, token, data dir) on another port, advertising that port."""
-    moved = ServerProcess(server.data_dir, mqtt_port=broker.port, token=TOKEN, server_id=SERVER_ID)
+    moved = ServerProcess(
+        server.data_dir,
+        mqtt_port=broker.port,
+        token=TOKEN,
+        server_id=SERVER_ID,
+        extra_args=server.args[server.args.index("--default-model") :][:2],
+    )
     assert moved.url != server.url
     yield moved
     moved.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncGenerator, Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from pytest_homeassistant_custom_component.common import (
     mock_platform,
 )
 
+from custom_components.edge_inference.const import DOMAIN
 from tests.helpers.broker import MosquittoBroker
 from tests.helpers.server_process import ROOT, ServerProcess
 
@@ -115,6 +117,40 @@ async def async_wait_for(
         await hass.async_block_till_done()
 
 
+@pytest.fixture(autouse=True)
+async def ha_core(request: pytest.FixtureRequest) -> None:
+    """HA's core integration, as in a home (conversation, a dependency, needs it)."""
+    if "hass" in request.fixturenames:
+        hass: HomeAssistant = request.getfixturevalue("hass")
+        assert await async_setup_component(hass, "homeassistant", {})
+
+
+@pytest.fixture(autouse=True)
+def no_deprecations(caplog: pytest.LogCaptureFixture) -> Generator[None]:
+    """Fail a test during which HA reports a deprecated use by this integration.
+
+    HA's report_usage only logs for custom integrations (frame.py); Python's own
+    DeprecationWarnings raised from our modules are errors too.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", category=DeprecationWarning, module=r"custom_components\.edge_inference"
+        )
+        yield
+    reports = [
+        record.getMessage()
+        for when in ("setup", "call", "teardown")
+        for record in caplog.get_records(when)
+        if DOMAIN in record.getMessage()
+        and (
+            record.name == "homeassistant.helpers.frame"
+            or "deprecat" in record.getMessage().lower()
+        )
+    ]
+    if reports:
+        pytest.fail("Home Assistant reported a deprecated use:\n" + "\n".join(reports))
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Generator[MosquittoBroker]:
     """A real Mosquitto for one test."""
@@ -130,7 +166,12 @@ def server(tmp_path: Path, broker: MosquittoBroker) -> Generator[ServerProcess]:
     if not server_available():
         pytest.skip("inference_server or model_repository/yolov3-tiny missing")
     server = ServerProcess(
-        tmp_path / "server", mqtt_port=broker.port, token=TOKEN, server_id=SERVER_ID
+        tmp_path / "server",
+        mqtt_port=broker.port,
+        token=TOKEN,
+        server_id=SERVER_ID,
+        # The counts the tests expect were measured with this model.
+        extra_args=["--default-model", "yolov3-tiny"],
     )
     server.start()
     yield server

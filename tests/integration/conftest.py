@@ -28,7 +28,14 @@ from custom_components.edge_inference.const import (
     SUBENTRY_CAMERA,
 )
 
-from .common import async_setup_test_cameras, broker, real_mqtt, server  # noqa: F401
+from .common import (  # noqa: F401
+    async_setup_test_cameras,
+    broker,
+    ha_core,
+    no_deprecations,
+    real_mqtt,
+    server,
+)
 
 URL = "http://127.0.0.1:8765"
 INFO: dict[str, Any] = {

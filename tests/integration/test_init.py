@@ -11,6 +11,7 @@ from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import async_fire_mqtt_message
 from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
@@ -179,47 +180,75 @@ async def test_setup_without_mqtt(hass: HomeAssistant, mock_server: AiohttpClien
     assert entry.state is ConfigEntryState.SETUP_RETRY
 
 
-async def test_subentry_changes_reload(
+async def test_subentry_changes_apply_one_by_one(
     hass: HomeAssistant, mock_server: AiohttpClientMocker
 ) -> None:
-    """Adding or removing a pipeline rebuilds the pipelines; other updates do not."""
-    entry = await async_setup_entry(hass)
-    assert entry.runtime_data.pipelines == {}
+    """Pipelines start, restart and stop alone: no reload, the other pipeline untouched."""
+    entry = await async_setup_entry(hass, subentry(SNAPSHOT_SUB, "camera.still", "snapshot"))
+    runtime = entry.runtime_data
+    still = runtime.pipelines[SNAPSHOT_SUB]
+    assert hass.states.get("sensor.still_person_count").state == "2"
+    detects = sum(1 for call in mock_server.mock_calls if "detect" in str(call[1]))
+
     hass.config_entries.async_add_subentry(
         entry,
         ConfigSubentry(
-            data=pipeline_data("camera.still", "snapshot"),
+            data=pipeline_data("camera.empty", "snapshot"),
             subentry_type="camera",
-            title="Still",
-            unique_id="camera.still",
+            title="Empty",
+            unique_id="camera.empty",
         ),
     )
-    await hass.async_block_till_done()
-    assert len(entry.runtime_data.pipelines) == 1
-    assert hass.states.get("sensor.still_person_count") is not None
-
-    runtime = entry.runtime_data
-    hass.config_entries.async_update_entry(entry, title="Kitchen server")
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     assert entry.runtime_data is runtime
+    assert len(runtime.pipelines) == 2
+    assert runtime.pipelines[SNAPSHOT_SUB] is still
+    assert hass.states.get("sensor.empty_person_count") is not None
+    assert hass.states.get("switch.empty_detection").state == STATE_ON
+    # Only the new pipeline took a first snapshot.
+    assert sum(1 for call in mock_server.mock_calls if "detect" in str(call[1])) == detects + 1
 
-    subentry_id = next(iter(entry.subentries))
+    # A changed pipeline restarts alone; a dropped label's entities leave the registry,
+    # a new one's arrive.
+    empty_id = next(s for s in entry.subentries if s != SNAPSHOT_SUB)
+    entities = er.async_get(hass)
+    assert entities.async_get("sensor.empty_dog_count") is not None
+    still_state = hass.states.get("binary_sensor.still_person_occupancy")
+    hass.config_entries.async_update_subentry(
+        entry,
+        entry.subentries[empty_id],
+        data=pipeline_data("camera.empty", "snapshot", labels=["person", "cat"], min_score=0.7),
+    )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entry.runtime_data is runtime
+    assert runtime.pipelines[empty_id].min_score == 0.7
+    assert entities.async_get("sensor.empty_dog_count") is None
+    assert hass.states.get("sensor.empty_dog_count") is None
+    assert hass.states.get("sensor.empty_cat_count") is not None
+    assert hass.states.get("sensor.empty_person_count") is not None
+    assert runtime.pipelines[SNAPSHOT_SUB] is still
+    assert still.counts == {"person": 2, "car": 1, "dog": 0}
+    assert hass.states.get("binary_sensor.still_person_occupancy") == still_state
+
     devices = dr.async_get(hass)
-    server = devices.async_get_device(identifiers={(DOMAIN, "kitchen-nuc")})
-    pipeline = devices.async_get_device(identifiers={(DOMAIN, subentry_id)})
+    server = devices.async_get_device_by_identifier((DOMAIN, "kitchen-nuc"), entry.entry_id)
+    pipeline = devices.async_get_device_by_identifier((DOMAIN, empty_id), entry.entry_id)
     assert server is not None
     assert pipeline is not None
     assert pipeline.via_device_id == server.id
+    assert pipeline.entry_type is dr.DeviceEntryType.SERVICE
     assert not await async_remove_config_entry_device(hass, entry, pipeline)
     assert not await async_remove_config_entry_device(hass, entry, server)
 
-    hass.config_entries.async_remove_subentry(entry, subentry_id)
-    await hass.async_block_till_done()
-    assert entry.runtime_data.pipelines == {}
+    hass.config_entries.async_remove_subentry(entry, empty_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entry.runtime_data is runtime
+    assert list(runtime.pipelines) == [SNAPSHOT_SUB]
     # The pipeline's device and entities went with its subentry.
-    assert devices.async_get_device(identifiers={(DOMAIN, subentry_id)}) is None
-    assert hass.states.get("sensor.still_person_count") is None
+    assert devices.async_get_device_by_identifier((DOMAIN, empty_id), entry.entry_id) is None
+    assert hass.states.get("sensor.empty_person_count") is None
     assert await async_remove_config_entry_device(hass, entry, pipeline)
+    assert hass.states.get("sensor.still_person_count").state == "2"
 
 
 async def test_diagnostics(hass: HomeAssistant, mock_server: AiohttpClientMocker) -> None:
