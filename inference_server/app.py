@@ -78,7 +78,7 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
 
 async def health(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
-    backends = server.backends()
+    backends = server.public_backends()  # no token here: readiness only, no URLs
     ready = [b.get("ready") for b in backends.values()]
     status = "ok" if all(ready) else "degraded"
     body = {"status": status, "version": __version__, "backends": backends}

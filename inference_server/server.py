@@ -177,7 +177,17 @@ class Server:
 
     def announce(self) -> dict[str, Any]:
         url = self._url or self.settings.advertise_url.rstrip("/")
-        return {**self.info(), "api": {"url": url, "urls": [url]}, "auth": "bearer"}
+        return {
+            **self.info(),
+            # The broker is shared with every device in the house: readiness only, no URLs.
+            "backends": self.public_backends(),
+            "api": {"url": url, "urls": [url]},
+            "auth": "bearer",
+        }
+
+    def public_backends(self) -> dict[str, Any]:
+        """Each backend's readiness and nothing else (for health, the announce and stats)."""
+        return {name: {"ready": bool(d.get("ready"))} for name, d in self.backends().items()}
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -185,7 +195,7 @@ class Server:
             "uptime_s": round(time.time() - self.metrics.started, 1),
             "latency_ms": self.metrics.latency_summary(),
             "queue_depth": self.vision.queue_depths(),
-            "backends": self.backends(),
+            "backends": self.public_backends(),
             "cameras": {cid: w.frames for cid, w in self.cameras.workers.items()},
         }
 

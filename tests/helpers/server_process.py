@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -72,6 +73,7 @@ class ServerProcess:
             self.args += ["--media-root", str(media_root)]
         self.args += extra_args or []
         self.log_path = data_dir / "server.log"
+        self.ssl_context: ssl.SSLContext | None = None  # for a server started with --tls-cert
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
@@ -87,7 +89,9 @@ class ServerProcess:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self._proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1) as resp:
+                with urllib.request.urlopen(
+                    f"{self.url}/api/v1/health", timeout=1, context=self.ssl_context
+                ) as resp:
                     if json.load(resp).get("status") in ("ok", "degraded"):
                         return
             except (urllib.error.URLError, OSError, ValueError):
