@@ -18,6 +18,7 @@ from .openapi import add_openapi_routes, document, errors, json_body
 from .pipelines.sensors import add_sensor_routes
 from .pipelines.speech.routes import add_speech_routes
 from .server import SERVER_KEY, Server
+from .trust import add_trust_routes
 from .vision_routes import add_vision_routes
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_app(server: Server) -> web.Application:
     add_camera_routes(app)
     add_speech_routes(app)
     add_sensor_routes(app, server.sensors)
+    add_trust_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVER_KEY].start()

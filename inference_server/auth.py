@@ -8,7 +8,8 @@ from aiohttp import web
 
 from .errors import ApiError, Handler
 
-PUBLIC_PATHS = frozenset({"/api/v1/health"})
+# The trust proof answers before the caller may send its token (inference_server/trust.py).
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/trust/proof"})
 
 
 def auth_middleware(token: str) -> web.middleware:  # type: ignore[valid-type]
