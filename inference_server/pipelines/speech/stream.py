@@ -79,6 +79,7 @@ class SpeechStream:
         self.reason = ""  # why the stream ended: vad, client, max_duration, no_speech
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_at = 0
+        self._last_partial_decode_s = 0.0
         self._early: asyncio.Task[Transcript] | None = None
         self._early_speech_windows = -1
         self.ended_at: float | None = None  # monotonic time the end was detected
@@ -114,7 +115,9 @@ class SpeechStream:
         if vad.pausing and self._early is None:
             self._early_speech_windows = vad.speech_windows
             self._early = self._decode(self.options.beam_size, PRIORITY_FINAL)
-        elif vad.started and not vad.pausing:
+        elif vad.started and vad.silence_s == 0:
+            # only while the user is speaking: a pass started as they stop would hold up the
+            # final decode (one decode runs at a time)
             self._maybe_partial()
         return False
 
@@ -167,7 +170,9 @@ class SpeechStream:
         return self.transcriber.submit(request, priority=priority)
 
     def _maybe_partial(self) -> None:
-        interval = int(self.options.partial_interval_s * WHISPER_RATE)
+        # At most about half the decoder's time on partials: on a slow CPU they come less often.
+        seconds = max(self.options.partial_interval_s, 2 * self._last_partial_decode_s)
+        interval = int(seconds * WHISPER_RATE)
         if self.samples - self._last_partial_at < interval:
             return
         if self._partial_task is not None and not self._partial_task.done():
@@ -180,6 +185,7 @@ class SpeechStream:
             transcript = await self._decode(1, PRIORITY_PARTIAL)
         except QueueFullError:
             return  # partials are optional: skip this pass when decodes pile up
+        self._last_partial_decode_s = transcript.timing_ms.get("decode", 0.0) / 1000
         if self.reason:
             return  # the final text is on its way; a partial now would only confuse
         before = (self.agreement.stable_text, self.agreement.unstable_text)
