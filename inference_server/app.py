@@ -14,6 +14,7 @@ from . import __version__
 from .auth import auth_middleware
 from .camera_routes import add_camera_routes
 from .errors import Handler, error_middleware
+from .llm_routes import add_llm_routes
 from .openapi import add_openapi_routes, document, errors, json_body
 from .pipelines.sensors import add_sensor_routes
 from .pipelines.speech.routes import add_speech_routes
@@ -46,6 +47,7 @@ def create_app(server: Server) -> web.Application:
     add_camera_routes(app)
     add_speech_routes(app)
     add_sensor_routes(app, server.sensors)
+    add_llm_routes(app)
     add_trust_routes(app)
 
     async def on_startup(app: web.Application) -> None:

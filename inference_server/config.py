@@ -19,6 +19,7 @@ ENV_PREFIX = "EDGE_INFERENCE_"
 ADDON_OPTIONS = Path("/data/options.json")
 BACKENDS = ("local", "triton")
 _SERVER_ID_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+_LLM_UPSTREAM_RE = re.compile(r"^([^=\s]+=)?https?://[^/\s]+\S*$")
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,9 @@ class Settings:
     max_body_mb: float = 20.0
     max_queue: int = 64
     batching: bool = True
+    llm_upstream: tuple[str, ...] = ()
+    llm_timeout: float = 120.0
+    llm_health_interval: float = 10.0
     mqtt_host: str = ""
     mqtt_port: int = 1883
     mqtt_username: str = ""
@@ -83,6 +87,10 @@ _HELP: dict[str, str] = {
     "max_body_mb": "largest request body accepted, in MiB",
     "max_queue": "requests waiting per model before 503 queue_full",
     "batching": "dynamic batching of concurrent requests (true/false)",
+    "llm_upstream": "OpenAI-compatible LLM server behind /v1 (llama-server, vLLM, LiteLLM): URL "
+    "(its /v1/models are served) or MODEL=URL; repeat the option (or comma-separate) for more",
+    "llm_timeout": "seconds an LLM upstream may send nothing before the request fails",
+    "llm_health_interval": "seconds between health checks of each LLM upstream",
     "mqtt_host": "MQTT broker host (empty: no MQTT announce)",
     "mqtt_port": "MQTT broker port",
     "mqtt_username": "MQTT username",
@@ -118,12 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in fields(Settings):
         flag = "--" + spec.name.replace("_", "-")
         default = spec.default
+        repeatable = isinstance(default, tuple)
         parser.add_argument(
             flag,
             dest=spec.name,
             default=None,
+            action="append" if repeatable else "store",
             metavar=spec.name.upper(),
-            help=f"{_HELP[spec.name]} (default: {default if default != '' else 'unset'})",
+            help=f"{_HELP[spec.name]} (default: {default if default not in ('', ()) else 'unset'})",
         )
     parser.add_argument("--options-file", default=None, help="add-on options JSON to read")
     return parser
@@ -142,7 +152,7 @@ def load_settings(argv: list[str] | None = None, env: dict[str, str] | None = No
             value = env.get(ENV_PREFIX + spec.name.upper())
         if value is None:
             value = options.get(spec.name)
-        if value is not None and value != "":
+        if value is not None and value not in ("", []):
             raw[spec.name] = _coerce(spec.name, value, type(spec.default))
     settings = Settings(**raw)
     _validate(settings)
@@ -186,6 +196,9 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             raise ValueError(value)
         if kind is Path:
             return Path(str(value)).expanduser()
+        if kind is tuple:  # repeated flags, a list in options.json, or comma-separated text
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{flag}: {value!r} is not a valid {kind.__name__}") from None
@@ -218,6 +231,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"--wyoming-port: {s.wyoming_port} is not a TCP port (0: off)")
     if s.speech_max_streams <= 0 or s.speech_max_audio_s <= 0:
         raise ConfigError("--speech-max-streams and --speech-max-audio-s must be positive")
+    for upstream in s.llm_upstream:
+        if not _LLM_UPSTREAM_RE.match(upstream):
+            raise ConfigError(f"--llm-upstream: {upstream!r} is not URL or MODEL=URL")
+    if s.llm_timeout <= 0 or s.llm_health_interval <= 0:
+        raise ConfigError("--llm-timeout and --llm-health-interval must be positive")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("--log-level: one of debug, info, warning, error")
     if not s.mqtt_base_topic.strip("/") or any(c in s.mqtt_base_topic for c in "+#"):

@@ -21,6 +21,7 @@ from .config import Settings, ensure_server_id
 from .metrics import Metrics
 from .mqtt import MqttPresence
 from .pipelines.camera_registry import CameraRegistry
+from .pipelines.llm import LlmPipeline, UpstreamSpec
 from .pipelines.sensors import SensorPipeline
 from .pipelines.speech import SpeechLimits, SpeechPipeline
 from .pipelines.speech.wyoming_server import WyomingSttServer
@@ -75,6 +76,13 @@ class Server:
             workers=2 if settings.backend == "triton" else 1,
         )
         self.mqtt = MqttPresence(settings, self.server_id) if settings.mqtt_host else None
+        self.llm = LlmPipeline(
+            [UpstreamSpec.parse(u) for u in settings.llm_upstream],
+            self.metrics.registry,
+            timeout=settings.llm_timeout,
+            health_interval=settings.llm_health_interval,
+            max_queue=settings.max_queue,
+        )
         self.speech = SpeechPipeline(
             settings.speech_model_dir,
             settings.speech_model,
@@ -106,6 +114,7 @@ class Server:
             None, advertised_url, self.settings
         )
         await self.backend.start()
+        await self.llm.start()
         if not self.vision.models():
             _LOGGER.warning(
                 "No detection model in %s: run `python -m inference_server.models.install_default "
@@ -135,6 +144,7 @@ class Server:
             ("sensors", self.sensors.stop),
             ("vision", self.vision.close),
             ("backend", self.backend.stop),
+            ("llm", self.llm.stop),
             ("speech", self._stop_speech),
         ]
         if self.mqtt:
@@ -154,10 +164,12 @@ class Server:
         await self.speech.close()
 
     def backends(self) -> dict[str, Any]:
-        return {self.backend.name: self.backend.describe()}
+        return {self.backend.name: self.backend.describe(), **self.llm.backends()}
 
     def capabilities(self) -> dict[str, Any]:
         capabilities = {"vision": self.vision.describe()} if self.vision.models() else {}
+        if self.llm.configured:
+            capabilities["llm"] = self.llm.describe()
         if self.speech.available:
             capabilities["stt"] = self.speech.describe()
             if self.wyoming:
