@@ -26,7 +26,9 @@ from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
 from .client import CannotConnect, EdgeInferenceClient, EdgeInferenceError, InvalidAuth
 from .const import CONF_SERVER_ID, DOMAIN, LOGGER, PROTOCOL_VERSION, SUBENTRY_CAMERA
+from .repairs import async_clear_unverified_url_issue, async_raise_unverified_url_issue
 from .subentry_flow import CameraSubentryFlow
+from .trust import UnverifiedServer, async_verify_server, async_verify_server_retrying
 
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -46,6 +48,8 @@ async def async_validate(hass: HomeAssistant, url: str, token: str) -> dict[str,
 
 
 def _errors_for(err: EdgeInferenceError) -> dict[str, str]:
+    if isinstance(err, UnverifiedServer):
+        return {"base": "unverified_server"}
     if isinstance(err, InvalidAuth):
         return {"base": "invalid_auth"}
     if isinstance(err, CannotConnect):
@@ -73,9 +77,11 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         return {SUBENTRY_CAMERA: CameraSubentryFlow}
 
     async def _async_try(
-        self, url: str, token: str
+        self, url: str, token: str, server_id: str | None = None
     ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """Test a URL and token; the token goes there only after the server's proof."""
         try:
+            await async_verify_server(async_get_clientsession(self.hass), url, token, server_id)
             return await async_validate(self.hass, url, token), {}
         except EdgeInferenceError as err:
             LOGGER.debug("Testing %s failed: %s", url, err)
@@ -122,14 +128,37 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         ):
             return self.async_abort(reason="invalid_discovery_info")
         await self.async_set_unique_id(server_id)
-        # A known server that moved: follow it (this reloads the entry).
-        self._abort_if_unique_id_configured(updates={CONF_URL: url})
+        if entry := self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, server_id):
+            return await self._async_follow_announce(entry, url)
         if announce.get("protocol") != PROTOCOL_VERSION:
             return self.async_abort(reason="unsupported_protocol")
         self._url = url
         self._name = str(announce.get("name") or server_id)
         self.context["title_placeholders"] = {"name": self._name}
         return await self.async_step_discovery_confirm()
+
+    async def _async_follow_announce(self, entry: ConfigEntry, url: str) -> ConfigFlowResult:
+        """A known server announced a URL: move the entry there once the server proves it
+        holds the entry's token; a URL that fails the proof gets a repair issue instead."""
+        if entry.data[CONF_URL] != url:
+            try:
+                await async_verify_server_retrying(
+                    async_get_clientsession(self.hass),
+                    url,
+                    entry.data[CONF_API_TOKEN],
+                    entry.data[CONF_SERVER_ID],
+                )
+            except UnverifiedServer as err:
+                LOGGER.warning("Not moving %s to %s: %s", entry.title, url, err)
+                async_raise_unverified_url_issue(self.hass, entry, url)
+                return self.async_abort(reason="unverified_server")
+            except EdgeInferenceError as err:
+                LOGGER.warning("Not moving %s to %s: %s", entry.title, url, err)
+                return self.async_abort(reason="cannot_connect")
+            async_clear_unverified_url_issue(self.hass, entry)
+        # Proven (or unchanged): follow it (a changed URL reloads the entry).
+        self._abort_if_unique_id_configured(updates={CONF_URL: url})
+        return self.async_abort(reason="already_configured")  # pragma: no cover
 
     async def async_step_discovery_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -138,7 +167,9 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         assert self._url is not None
         errors: dict[str, str] = {}
         if user_input is not None:
-            info, errors = await self._async_try(self._url, user_input[CONF_API_TOKEN])
+            info, errors = await self._async_try(
+                self._url, user_input[CONF_API_TOKEN], self.unique_id
+            )
             if info is not None:
                 if info["server_id"] != self.unique_id:
                     return self.async_abort(reason="wrong_server")

@@ -37,6 +37,7 @@ EVENT_DETECTED: Final = "detected"
 
 ISSUE_PROTOCOL: Final = "incompatible_protocol"
 ISSUE_AUTH: Final = "token_rejected"
+ISSUE_UNVERIFIED_URL: Final = "unverified_url"
 
 
 def announce_topic(server_id: str) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .client import CannotConnect, EdgeInferenceClient, EdgeInferenceError, InvalidAuth
@@ -21,6 +23,7 @@ from .const import (
 )
 from .mqtt import async_subscribe_json, async_subscribe_text
 from .repairs import async_check_protocol, async_clear_auth_issue, async_raise_auth_issue
+from .trust import UnverifiedServer, async_verify_server
 
 if TYPE_CHECKING:
     from .models import EdgeInferenceConfigEntry
@@ -93,8 +96,15 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
 
     async def _async_update_data(self) -> ServerState:
         try:
+            # The entry's URL was proven when stored, but the host behind it may have changed.
+            await async_verify_server(
+                async_get_clientsession(self.hass),
+                self.client.url,
+                self.config_entry.data[CONF_API_TOKEN],
+                self.server_id,
+            )
             info = await self.client.async_info()
-        except InvalidAuth as err:
+        except (InvalidAuth, UnverifiedServer) as err:
             async_raise_auth_issue(self.hass, self.config_entry)
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .const import DOMAIN, ISSUE_AUTH, ISSUE_PROTOCOL, LOGGER, PROTOCOL_VERSION
+from .const import (
+    DOMAIN,
+    ISSUE_AUTH,
+    ISSUE_PROTOCOL,
+    ISSUE_UNVERIFIED_URL,
+    LOGGER,
+    PROTOCOL_VERSION,
+)
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -67,7 +74,31 @@ def async_clear_auth_issue(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None
 
 
 @callback
+def async_raise_unverified_url_issue(
+    hass: HomeAssistant, entry: ConfigEntry[Any], url: str
+) -> None:
+    """An announce moved the server to a URL whose server could not prove it holds the
+    token: the entry stays where it was and the user hears about it."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        _issue_id(ISSUE_UNVERIFIED_URL, entry),
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_UNVERIFIED_URL,
+        translation_placeholders={"name": entry.title, "url": url},
+    )
+
+
+@callback
+def async_clear_unverified_url_issue(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
+    """The server proved itself at its announced URL."""
+    ir.async_delete_issue(hass, DOMAIN, _issue_id(ISSUE_UNVERIFIED_URL, entry))
+
+
+@callback
 def async_clear_issues(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
     """The entry is removed: remove its issues."""
     ir.async_delete_issue(hass, DOMAIN, _issue_id(ISSUE_AUTH, entry))
     ir.async_delete_issue(hass, DOMAIN, _issue_id(ISSUE_PROTOCOL, entry))
+    ir.async_delete_issue(hass, DOMAIN, _issue_id(ISSUE_UNVERIFIED_URL, entry))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import AsyncGenerator, Generator
+import secrets
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 from unittest.mock import AsyncMock, PropertyMock, patch
 
@@ -12,7 +13,11 @@ import pytest
 from homeassistant.const import CONF_API_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
-from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
+from pytest_homeassistant_custom_component.test_util.aiohttp import (
+    AiohttpClientMocker,
+    AiohttpClientMockResponse,
+)
+from yarl import URL as YarlURL
 
 import custom_components.edge_inference  # noqa: F401  (the plugin finds it importable)
 from custom_components.edge_inference.const import (
@@ -27,6 +32,7 @@ from custom_components.edge_inference.const import (
     DOMAIN,
     SUBENTRY_CAMERA,
 )
+from custom_components.edge_inference.trust import proof
 
 from .common import (  # noqa: F401
     async_setup_test_cameras,
@@ -122,9 +128,44 @@ def entity_registry_enabled_by_default() -> Generator[None]:
         yield
 
 
+def proof_answer(
+    token: str = "secret", server_id: str = "kitchen-nuc"
+) -> Callable[[str, YarlURL, Any], Awaitable[AiohttpClientMockResponse]]:
+    """A server's answer to the trust challenge, holding `token` (the real one's is e2e)."""
+
+    async def _answer(method: str, url: YarlURL, data: Any) -> AiohttpClientMockResponse:
+        server_nonce = secrets.token_hex(16)
+        signed = proof(token, data["nonce"], server_nonce, server_id, data["url"])
+        return AiohttpClientMockResponse(
+            method, url, json={"server_id": server_id, "nonce": server_nonce, "proof": signed}
+        )
+
+    return _answer
+
+
+def mock_proof(
+    aioclient_mock: AiohttpClientMocker,
+    url: str = URL,
+    token: str = "secret",
+    server_id: str = "kitchen-nuc",
+) -> None:
+    """The server at `url` proves it holds `token`."""
+    aioclient_mock.post(f"{url}/api/v1/trust/proof", side_effect=proof_answer(token, server_id))
+
+
+def token_requests(aioclient_mock: AiohttpClientMocker, url: str) -> list[str]:
+    """Requests that carried a bearer token to `url`."""
+    return [
+        f"{method} {called}"
+        for method, called, _, headers in aioclient_mock.mock_calls
+        if str(called).startswith(url) and "Authorization" in (headers or {})
+    ]
+
+
 @pytest.fixture
 def mock_info(aioclient_mock: AiohttpClientMocker) -> AiohttpClientMocker:
     """A server at URL that accepts TOKEN."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     return aioclient_mock
 
@@ -153,7 +194,8 @@ async def mock_mqtt(hass: HomeAssistant, mqtt_mock: Any) -> AsyncGenerator[Any]:
 
 @pytest.fixture
 def mock_server(aioclient_mock: AiohttpClientMocker) -> AiohttpClientMocker:
-    """A server at URL: info, detection and the camera API."""
+    """A server at URL: trust proof, info, detection and the camera API."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.post(f"{URL}/api/v1/vision/detect", json=DETECT)
     camera = f"{URL}/api/v1/cameras/{STREAM_CAMERA}"

@@ -11,6 +11,7 @@ from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_MQTT, SOURCE_USER
 from homeassistant.const import CONF_API_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -18,9 +19,16 @@ from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClien
 
 from custom_components.edge_inference.const import CONF_SERVER_ID, DOMAIN
 
-from .conftest import ANNOUNCE, INFO, URL, info
+from .conftest import ANNOUNCE, INFO, URL, info, mock_proof, token_requests
 
 pytestmark = pytest.mark.usefixtures("mock_setup_entry")
+
+
+@pytest.fixture(autouse=True)
+def server_holds_secret(aioclient_mock: AiohttpClientMocker) -> None:
+    """The server at URL holds the token `secret` and proves it."""
+    mock_proof(aioclient_mock)
+
 
 ENTRY_DATA = {CONF_URL: URL, CONF_API_TOKEN: "secret", CONF_SERVER_ID: "kitchen-nuc"}
 
@@ -68,7 +76,10 @@ async def test_user_flow(hass: HomeAssistant, mock_info: AiohttpClientMocker) ->
     assert result["title"] == "Edge inference on kitchen-nuc"
     assert result["data"] == ENTRY_DATA
     assert result["result"].unique_id == "kitchen-nuc"
-    assert mock_info.mock_calls[0][3]["Authorization"] == "Bearer secret"
+    # The proof first, without the token; only then the token.
+    assert mock_info.mock_calls[0][1].path == "/api/v1/trust/proof"
+    assert "Authorization" not in (mock_info.mock_calls[0][3] or {})
+    assert mock_info.mock_calls[1][3]["Authorization"] == "Bearer secret"
 
 
 @pytest.mark.parametrize(
@@ -102,6 +113,7 @@ async def test_user_flow_errors(
     assert result["errors"] == {"base": error}
 
     aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_URL: URL, CONF_API_TOKEN: "secret"}
@@ -155,8 +167,8 @@ async def test_mqtt_discovery(hass: HomeAssistant, mock_info: AiohttpClientMocke
 async def test_mqtt_discovery_bad_token_then_good(
     hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
 ) -> None:
-    """A wrong token shows an error on the confirm form."""
-    aioclient_mock.get(f"{URL}/api/v1/info", status=401)
+    """A token the server cannot prove it holds is never sent; the right one works."""
+    aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_MQTT}, data=mqtt_info(ANNOUNCE)
     )
@@ -164,7 +176,53 @@ async def test_mqtt_discovery_bad_token_then_good(
         result["flow_id"], {CONF_API_TOKEN: "wrong"}
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": "unverified_server"}
+    assert token_requests(aioclient_mock, URL) == []
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_API_TOKEN: "secret"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_mqtt_discovery_of_another_server_id(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """A URL whose server proves the token under another id gets no token either."""
+    aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock, server_id="impostor")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=mqtt_info(ANNOUNCE)
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_API_TOKEN: "secret"}
+    )
+    assert result["errors"] == {"base": "unverified_server"}
+    assert token_requests(aioclient_mock, URL) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 404, "json": {"error": {"code": "not_found", "message": "old server"}}},
+        {"status": 200, "json": {"server_id": "kitchen-nuc", "nonce": "ab" * 16, "proof": "0"}},
+        {"status": 200, "json": {"server_id": "kitchen-nuc", "nonce": "short", "proof": "0"}},
+        {"status": 200, "json": ["not", "an", "object"]},
+        {"status": 200, "text": "not json"},
+    ],
+)
+async def test_user_flow_without_a_proof(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker, answer: dict[str, Any]
+) -> None:
+    """No valid proof, no token: also for an address the user typed."""
+    aioclient_mock.clear_requests()
+    aioclient_mock.post(f"{URL}/api/v1/trust/proof", **answer)
+    aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: URL, CONF_API_TOKEN: "secret"}
+    )
+    assert result["errors"] == {"base": "unverified_server"}
+    assert token_requests(aioclient_mock, URL) == []
 
 
 async def test_mqtt_discovery_wrong_server(
@@ -210,15 +268,69 @@ async def test_mqtt_discovery_unsupported_protocol(hass: HomeAssistant) -> None:
     assert result["reason"] == "unsupported_protocol"
 
 
-async def test_mqtt_discovery_updates_url(hass: HomeAssistant) -> None:
-    """A known server announcing a new URL updates its entry."""
+async def test_mqtt_discovery_updates_url(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """A known server announcing a new URL moves its entry once it proved the token there."""
     entry = existing_entry(hass, url="http://127.0.0.1:1")
+    issue_id = f"unverified_url_{entry.entry_id}"
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="unverified_url",
+    )
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_MQTT}, data=mqtt_info(ANNOUNCE)
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     assert entry.data[CONF_URL] == URL
+    assert token_requests(aioclient_mock, URL) == []
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_spoofed_announce_raises_an_issue(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """An announce of a known id with a URL whose server cannot prove the token: the entry
+    stays, the token is not sent, the user gets a repair issue."""
+    entry = existing_entry(hass)
+    spoofed = "http://192.0.2.66:8765"
+    mock_proof(aioclient_mock, url=spoofed, token="guess")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_MQTT},
+        data=mqtt_info({**ANNOUNCE, "api": {"url": spoofed, "urls": [spoofed]}}),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "unverified_server"
+    assert entry.data == ENTRY_DATA
+    assert token_requests(aioclient_mock, spoofed) == []
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"unverified_url_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders == {"name": entry.title, "url": spoofed}
+
+
+async def test_announced_url_not_answering(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """Nothing answers at the announced URL (after a few tries): the entry stays."""
+    entry = existing_entry(hass)
+    gone = "http://192.0.2.67:8765"
+    aioclient_mock.post(f"{gone}/api/v1/trust/proof", exc=TimeoutError())
+    with patch("custom_components.edge_inference.trust.CONNECT_RETRY_S", 0):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN,
+            context={"source": SOURCE_MQTT},
+            data=mqtt_info({**ANNOUNCE, "api": {"url": gone, "urls": [gone]}}),
+        )
+    assert result["reason"] == "cannot_connect"
+    assert entry.data == ENTRY_DATA
+    proofs = [c for c in aioclient_mock.mock_calls if str(c[1]).startswith(gone)]
+    assert len(proofs) == 5
 
 
 async def test_hassio_discovery(hass: HomeAssistant, mock_info: AiohttpClientMocker) -> None:
@@ -284,6 +396,7 @@ async def test_hassio_confirm_cannot_connect(
         data=hassio_info({"host": "127.0.0.1", "port": 8765, "token": "secret"}),
     )
     aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", status=401)
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
@@ -299,9 +412,10 @@ async def test_reauth(hass: HomeAssistant, aioclient_mock: AiohttpClientMocker) 
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_API_TOKEN: "still-wrong"}
     )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": "unverified_server"}
 
     aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock, token="new")
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_API_TOKEN: "new"}
@@ -316,6 +430,8 @@ async def test_reauth_wrong_server(
 ) -> None:
     """The URL now answers as another server."""
     entry = existing_entry(hass)
+    aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock, token="new", server_id="other")
     aioclient_mock.get(f"{URL}/api/v1/info", json=info(server_id="other"))
     result = await entry.start_reauth_flow(hass)
     result = await hass.config_entries.flow.async_configure(
@@ -326,10 +442,13 @@ async def test_reauth_wrong_server(
 
 
 async def test_reconfigure(hass: HomeAssistant, aioclient_mock: AiohttpClientMocker) -> None:
-    """URL and token change; an unreachable URL shows an error first."""
+    """URL and token change; an unreachable URL shows an error first.
+
+    (Another host, not only another port: the HTTP mock matches URLs without the port.)"""
     entry = existing_entry(hass)
-    aioclient_mock.get("http://10.0.0.9:9999/api/v1/info", exc=TimeoutError())
-    aioclient_mock.get("http://127.0.0.1:8766/api/v1/info", json=INFO)
+    aioclient_mock.post("http://10.0.0.9:9999/api/v1/trust/proof", exc=TimeoutError())
+    mock_proof(aioclient_mock, url="http://127.0.0.2:8766", token="new")
+    aioclient_mock.get("http://127.0.0.2:8766/api/v1/info", json=INFO)
     result = await entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
     result = await hass.config_entries.flow.async_configure(
@@ -337,12 +456,12 @@ async def test_reconfigure(hass: HomeAssistant, aioclient_mock: AiohttpClientMoc
     )
     assert result["errors"] == {"base": "cannot_connect"}
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_URL: "http://127.0.0.1:8766", CONF_API_TOKEN: "new"}
+        result["flow_id"], {CONF_URL: "http://127.0.0.2:8766", CONF_API_TOKEN: "new"}
     )
     assert result.get("errors") is None, (result, aioclient_mock.mock_calls)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
-    assert entry.data[CONF_URL] == "http://127.0.0.1:8766"
+    assert entry.data[CONF_URL] == "http://127.0.0.2:8766"
     assert entry.data[CONF_API_TOKEN] == "new"
 
 

@@ -26,6 +26,7 @@ from .conftest import (
     SNAPSHOT_SUB,
     URL,
     async_setup_entry,
+    mock_proof,
     pipeline_data,
     subentry,
 )
@@ -148,6 +149,7 @@ async def test_setup_fails(
     state: ConfigEntryState,
 ) -> None:
     """A rejected token asks for reauth; an unreachable server retries."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", **mock_kwargs)
     entry = await async_setup_entry(hass)
     assert entry.state is state
@@ -167,6 +169,7 @@ async def test_setup_protocol_mismatch(
     hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
 ) -> None:
     """A server speaking another protocol still loads, with a repair issue."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json={**INFO, "protocol": 3})
     entry = await async_setup_entry(hass)
     assert entry.state is ConfigEntryState.LOADED

@@ -28,6 +28,7 @@ from .conftest import (
     STREAM_SUB,
     URL,
     async_setup_entry,
+    mock_proof,
     subentry,
 )
 
@@ -114,6 +115,7 @@ async def test_snapshot_errors(
     hass: HomeAssistant, aioclient_mock: AiohttpClientMocker, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Server errors are logged once and recover; a rejected token starts reauth."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.post(f"{URL}/api/v1/vision/detect", status=503, headers={"Retry-After": "1"})
     entry = await async_setup_entry(
@@ -129,6 +131,7 @@ async def test_snapshot_errors(
     assert entry.runtime_data.pipelines["01MISSING"].error is not None
 
     aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.post(f"{URL}/api/v1/vision/detect", json=DETECT)
     later(hass, 12)
@@ -226,6 +229,7 @@ async def test_stream_registration_fails(
     hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
 ) -> None:
     """A refused registration is an error of the pipeline; 401 starts reauth."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.put(CAMERA_URL, status=400, json={"error": {"code": "bad_request"}})
     entry = await async_setup_entry(hass, subentry(STREAM_SUB, "camera.street", "stream"))
@@ -234,6 +238,7 @@ async def test_stream_registration_fails(
     assert pipeline.error is not None
 
     aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.put(CAMERA_URL, status=401)
     await hass.services.async_call(

@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClien
 from custom_components.edge_inference.const import DOMAIN
 
 from .common import ASTRONAUT_JPEG, STREET_PNG, async_setup_test_cameras
-from .conftest import ANNOTATED, DETECT, INFO, URL, async_setup_entry
+from .conftest import ANNOTATED, DETECT, INFO, URL, async_setup_entry, mock_proof
 
 pytestmark = [
     pytest.mark.usefixtures("mock_mqtt"),
@@ -56,7 +56,7 @@ async def test_detect_cameras_and_file(
     assert list(results) == ["camera.empty", "camera.still", str(allowed / "street.png")]
     assert results["camera.still"]["detections"][0] == DETECT["detections"][0]
     assert results["camera.still"]["image"] == {"width": 768, "height": 576}
-    posts = [c for c in mock_server.mock_calls if c[0] == "POST"]
+    posts = [c for c in mock_server.mock_calls if c[1].path.endswith("/detect")]
     assert dict(posts[0][1].query) == {"labels": "person", "min_score": "0.4"}
     assert posts[2][3]["Content-Type"] == "image/png"
 
@@ -70,7 +70,7 @@ async def test_detect_saves_snapshot(
     response = await detect(hass, entity_id="camera.still", snapshot_path=str(target))
     assert target.read_bytes() == ANNOTATED
     assert response["results"]["camera.still"]["snapshot_path"] == str(target)
-    post = next(c for c in mock_server.mock_calls if c[0] == "POST")
+    post = next(c for c in mock_server.mock_calls if c[1].path.endswith("/detect"))
     assert post[1].query["annotate"] == "true"
 
 
@@ -134,6 +134,7 @@ async def test_detect_server_errors(
     key: str,
 ) -> None:
     """Server failures are translated HomeAssistantErrors."""
+    mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.post(f"{URL}/api/v1/vision/detect", **mock_kwargs)
     await async_setup_entry(hass)

@@ -19,6 +19,7 @@ from .conftest import (
     SNAPSHOT_SUB,
     URL,
     async_setup_entry,
+    mock_proof,
     pipeline_data,
     subentry,
 )
@@ -96,6 +97,7 @@ async def test_aborts(hass: HomeAssistant, aioclient_mock: AiohttpClientMocker) 
     result = await start(hass, entry)
     assert result["reason"] == "entry_not_loaded"
 
+    mock_proof(aioclient_mock, server_id="no-vision")
     aioclient_mock.get(f"{URL}/api/v1/info", json={**INFO, "capabilities": {}})
     loaded = await async_setup_entry(hass, data={**ENTRY_DATA, "server_id": "no-vision"})
     result = await start(hass, loaded)
