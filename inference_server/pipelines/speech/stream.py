@@ -7,8 +7,8 @@ text as soon as they stop.
   everything so far starts at once. If the silence lasts to `end_silence_s`, that decode is
   the final text: it has been running during the wait, so the answer comes almost as the
   endpoint is reached. If speech resumes, the early decode is dropped.
-- Final-quality decodes start from the committed words (Whisper's decoder prefix), so the final
-  text always extends what the user has already seen.
+- The final text comes from its own beam-search decode of all the audio, so it may still
+  correct a word a partial showed (the partials are greedy passes).
 - The client may end the stream itself; the same early decode is reused when still valid.
 Transport (WebSocket, Wyoming) lives elsewhere; this class only sees bytes and callbacks.
 """
@@ -34,6 +34,8 @@ from .transcriber import (
     Transcriber,
     Transcript,
 )
+
+MIN_PARTIAL_AUDIO_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,15 +159,14 @@ class SpeechStream:
                     await task
 
     def _decode(self, beam_size: int, priority: int) -> asyncio.Task[Transcript]:
-        # Final-quality decodes continue from the words already committed and shown: the final
-        # text never contradicts a partial, and fewer tokens are left to decode.
-        final = priority == PRIORITY_FINAL
+        # The final decode starts afresh rather than from the committed words (Whisper's
+        # decoder prefix): two early passes on the first half second can agree on a sentence
+        # without its first word, and a prefix would make that final.
         request = DecodeRequest(
             self._audio[: self.samples].copy(),
             self.options.language,
             self.options.prompt,
             beam_size,
-            prefix=(self.agreement.stable_text or None) if final else None,
         )
         return self.transcriber.submit(request, priority=priority)
 
@@ -173,6 +174,8 @@ class SpeechStream:
         # At most about half the decoder's time on partials: on a slow CPU they come less often.
         seconds = max(self.options.partial_interval_s, 2 * self._last_partial_decode_s)
         interval = int(seconds * WHISPER_RATE)
+        if self.samples < MIN_PARTIAL_AUDIO_S * WHISPER_RATE:
+            return  # too little audio: passes would agree on a clipped first word
         if self.samples - self._last_partial_at < interval:
             return
         if self._partial_task is not None and not self._partial_task.done():

@@ -101,7 +101,6 @@ class DecodeRequest:
     language: str | None
     prompt: str | None = None
     beam_size: int = 5
-    prefix: str | None = None  # text the transcript must start with (already shown to the user)
 
 
 class WhisperModelInfo:
@@ -249,7 +248,6 @@ class Transcriber:
             language=request.language,
             beam_size=request.beam_size,
             initial_prompt=request.prompt,
-            prefix=request.prefix,
             condition_on_previous_text=False,
             # Commands are short: one 30 s window, no timestamp tokens to decode.
             without_timestamps=True,
