@@ -163,7 +163,8 @@ async def bench(repo: Path, images: Sequence[bytes], n: int) -> list[Cell]:
 
     cells = [await measure("backend", None, raw, images, 1, n)]
     for batching in (True, False):
-        pipeline = VisionPipeline(backend, Metrics(), default_model=MODEL, batching=batching)
+        await backend.set_batching(batching)
+        pipeline = VisionPipeline(backend, Metrics(), default_model=MODEL)
         local = pipeline_call(pipeline)
         with tempfile.TemporaryDirectory() as tmp:
             flag = ["--batching", str(batching).lower()]

@@ -32,12 +32,19 @@ _LOGGER = logging.getLogger(__name__)
 STATS_TICK_S = 2.0
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, metrics: Metrics) -> Backend:
     if settings.backend == "triton":
         from .backends.triton import TritonBackend
 
-        return TritonBackend(settings.triton_url, local_repo=settings.model_repo)
-    return LocalBackend(settings.model_repo)
+        return TritonBackend(
+            settings.triton_url, local_repo=settings.model_repo, max_in_flight=settings.max_queue
+        )
+    return LocalBackend(
+        settings.model_repo,
+        batching=settings.batching,
+        max_queue=settings.max_queue,
+        on_batch=lambda model, size: metrics.batch_size.labels(model).observe(size),
+    )
 
 
 def advertised_url(settings: Settings) -> str:
@@ -66,14 +73,9 @@ class Server:
         self.name = settings.name or f"Edge inference on {socket.gethostname()}"
         self.metrics = Metrics()
         self.uploads = UploadSlots(settings.max_uploads)
-        self.backend = backend or make_backend(settings)
+        self.backend = backend or make_backend(settings, self.metrics)
         self.vision = VisionPipeline(
-            self.backend,
-            self.metrics,
-            default_model=settings.default_model,
-            batching=settings.batching,
-            max_queue=settings.max_queue,
-            workers=2 if settings.backend == "triton" else 1,
+            self.backend, self.metrics, default_model=settings.default_model
         )
         self.mqtt = MqttPresence(settings, self.server_id) if settings.mqtt_host else None
         self.llm = LlmPipeline(

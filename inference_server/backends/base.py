@@ -50,6 +50,18 @@ class Backend(ABC):
     async def infer(self, model: str, inputs: Tensors) -> Tensors:
         """Run one (possibly batched) request; the first dimension is the batch."""
 
+    async def infer_sample(self, model: str, inputs: Tensors) -> tuple[Tensors, float]:
+        """Run one sample (leading dimension 1): its outputs and the seconds it queued.
+
+        Batching belongs to the backend that needs it: the local one batches concurrent
+        samples in front of onnxruntime; Triton batches on its side, so samples go straight in.
+        """
+        return await self.infer(model, inputs), 0.0
+
+    def queue_depths(self) -> dict[str, int]:
+        """Samples waiting per model (stats and metrics)."""
+        return {}
+
     def describe(self) -> dict[str, object]:
         """What the announce and health routes say about this backend (no secrets)."""
         return {"ready": self.ready}

@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from ..batching import QueueFullError
 from ..models.repository import ModelConfig, ModelConfigError, from_proto, read_labels
 from .base import Backend, BackendError, Tensors, UnknownModelError
 
@@ -67,11 +68,15 @@ class TritonBackend(Backend):
         local_repo: Path | None = None,
         recheck_s: float = 5.0,
         check_timeout_s: float = 3.0,
+        max_in_flight: int = 64,
     ) -> None:
         self.protocol, self._address, self._ssl = parse_url(url, protocol)
         # Shown in announce/health: rebuilt from parts so user:password@ never leaks.
         self.url = f"{self.protocol}{'s' if self._ssl else ''}://{self._address}"
         self.timeout_s = timeout_s
+        # Triton queues and batches on its side; we only bound how many we send at once.
+        self.max_in_flight = max_in_flight
+        self._in_flight: dict[str, int] = {}
         self._wanted = list(models) if models is not None else None
         self._local_repo = local_repo
         self._recheck_s = recheck_s
@@ -117,6 +122,19 @@ class TritonBackend(Backend):
         return {"ready": self.ready, "url": self.url}
 
     # -- inference -------------------------------------------------------------------------
+
+    async def infer_sample(self, model: str, inputs: Tensors) -> tuple[Tensors, float]:
+        """Straight to Triton (its dynamic batcher batches concurrent samples)."""
+        if sum(self._in_flight.values()) >= self.max_in_flight:
+            raise QueueFullError
+        self._in_flight[model] = self._in_flight.get(model, 0) + 1
+        try:
+            return await self.infer(model, inputs), 0.0
+        finally:
+            self._in_flight[model] -= 1
+
+    def queue_depths(self) -> dict[str, int]:
+        return dict(self._in_flight)
 
     async def infer(self, model: str, inputs: Tensors) -> Tensors:
         config = self._servable(model)

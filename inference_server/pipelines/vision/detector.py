@@ -1,4 +1,4 @@
-"""Object detection on any backend: pre-processing, batching, decoding, filtering."""
+"""Object detection on any backend: pre-processing, decoding, filtering."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...backends.base import Backend, UnknownModelError
-from ...batching import DynamicBatcher
+from ...backends.base import Backend, Tensors, UnknownModelError
 from ...metrics import Metrics
 from ...models.repository import ModelConfig
 from .annotate import annotate_jpeg
@@ -77,17 +76,10 @@ class VisionPipeline:
         metrics: Metrics,
         *,
         default_model: str,
-        batching: bool = True,
-        max_queue: int = 64,
-        workers: int = 1,
     ) -> None:
         self.backend = backend
         self.metrics = metrics
         self.default_model = default_model
-        self.batching = batching
-        self.max_queue = max_queue
-        self.workers = workers
-        self._batchers: dict[str, DynamicBatcher] = {}
         self._io: dict[str, ModelInputOutput | None] = {}
 
     def models(self) -> dict[str, ModelConfig]:
@@ -127,7 +119,7 @@ class VisionPipeline:
         }
 
     def queue_depths(self) -> dict[str, int]:
-        return {name: b.depth for name, b in self._batchers.items()}
+        return self.backend.queue_depths()
 
     def resolve(self, model: str | None) -> ModelConfig:
         models = self.models()
@@ -169,9 +161,7 @@ class VisionPipeline:
         return await self._detect(config, image, wanted, options, time.perf_counter())
 
     async def close(self) -> None:
-        for batcher in self._batchers.values():
-            await batcher.close()
-        self._batchers.clear()
+        """Nothing of its own to release: batching lives in the backend that needs it."""
 
     def _prepare(self, options: DetectOptions) -> tuple[ModelConfig, set[int] | None]:
         if not 0.0 <= options.min_score <= 1.0:
@@ -192,7 +182,7 @@ class VisionPipeline:
         assert io is not None  # models() only lists models with usable parameters
         _, height, width = config.inputs[0].dims[-3:]
         blob, box = await loop.run_in_executor(None, io.preprocessing.apply, image, width, height)
-        outputs, queued = await self._batcher(config).submit({config.inputs[0].name: blob})
+        outputs, queued = await self._infer(config, {config.inputs[0].name: blob})
         inferred = time.perf_counter()
         sample = [outputs[o.name][0].astype(np.float32) for o in config.outputs]
         layout = io.decoding.layout or guess_layout((1, *sample[0].shape), len(config.labels))
@@ -230,32 +220,10 @@ class VisionPipeline:
         )
         return result
 
-    def _batcher(self, config: ModelConfig) -> DynamicBatcher:
-        batcher = self._batchers.get(config.name)
-        if batcher is None:
-            batching = self.batching and config.max_batch_size > 1 and config.dynamic_batching
-            histogram = self.metrics.batch_size.labels(config.name)
-
-            async def run(
-                inputs: dict[str, np.typing.NDArray[np.generic]],
-            ) -> dict[str, np.typing.NDArray[np.generic]]:
-                try:
-                    return await self.backend.infer(config.name, inputs)
-                except Exception:
-                    self.metrics.backend_errors.labels(self.backend.name, config.name).inc()
-                    raise
-
-            # With one worker, requests arriving during an inference already form the next
-            # batch; waiting max_queue_delay for more only delays a lone request (2 ms of 38 ms
-            # in bench/vision.py). Overlapping workers (Triton) keep Triton's timed wait.
-            delay = config.max_queue_delay_ms / 1000 if batching and self.workers > 1 else 0.0
-            batcher = DynamicBatcher(
-                run,
-                max_batch=config.max_batch_size if batching else 1,
-                max_delay_s=delay,
-                max_queue=self.max_queue,
-                workers=self.workers,
-                on_batch=histogram.observe,
-            )
-            self._batchers[config.name] = batcher
-        return batcher
+    async def _infer(self, config: ModelConfig, inputs: Tensors) -> tuple[Tensors, float]:
+        """One sample through the backend (which batches if it needs to); errors counted."""
+        try:
+            return await self.backend.infer_sample(config.name, inputs)
+        except Exception:
+            self.metrics.backend_errors.labels(self.backend.name, config.name).inc()
+            raise
