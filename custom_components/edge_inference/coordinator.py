@@ -162,6 +162,11 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
     def _on_announce(self, announce: dict[str, Any]) -> None:
         if announce.get("server_id") != self.server_id:
             return
+        api = announce.get("api")
+        url = api.get("url") if isinstance(api, dict) else None
+        if isinstance(url, str) and url.rstrip("/") != self.client.url:
+            # Another URL: unproven until the config flow checks it (and reloads the entry).
+            return
         info = {key: value for key, value in announce.items() if key != "api"}
         async_check_protocol(self.hass, self.config_entry, info.get("protocol"))
         if self.server_device_id:
