@@ -26,7 +26,7 @@ F64 = npt.NDArray[np.float64]
 
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
-DAILY_BINS = 48
+DAILY_BINS = 144
 WEEKLY_BINS = 168
 
 # Anomaly kinds, as numbers in the kernel's output and as names in the API.
@@ -55,11 +55,14 @@ KIND_NAMES = ("none", "spike", "level_shift", "drift", "stuck", "missing_data")
     S_SINCE,
     S_PEAK,
     S_BASELINE,
-) = range(20)
+    S_RANGE_MEAN,
+    S_RANGE_DEV,
+) = range(22)
 SCALARS = 24
 DAILY_AT = SCALARS
 WEEKLY_AT = DAILY_AT + DAILY_BINS
-STATE_SIZE = WEEKLY_AT + WEEKLY_BINS
+SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
+STATE_SIZE = SPREAD_AT + DAILY_BINS
 
 # Columns of the kernel's per-observation output.
 (OUT_SCORE, OUT_KIND, OUT_DIRECTION, OUT_EXPECTED, OUT_LOWER, OUT_UPPER, OUT_EVENT, OUT_ENDED) = (
@@ -92,6 +95,8 @@ class ModelParams:
     gap_factor: float = 12.0  # a gap this many typical intervals long is missing data
     gap_min_s: float = 900.0  # and at least this long
     reset_gap_s: float = 3 * DAY_S  # after a gap this long the level is learned anew
+    range_memory: float = 2000.0  # observations the usual range is averaged over
+    range_z: float = 6.0  # a value this many deviations outside the usual range scores 0.5
     warmup: float = 50.0  # observations before any flag
 
     def as_array(self) -> F64:
@@ -115,8 +120,10 @@ class ModelParams:
     P_GAP_FACTOR,
     P_GAP_MIN,
     P_RESET_GAP,
+    P_RANGE_MEMORY,
+    P_RANGE_Z,
     P_WARMUP,
-) = range(17)
+) = range(19)
 
 
 def new_state() -> F64:
@@ -183,6 +190,19 @@ def _learn_seasonal(
     state[WEEKLY_AT + w1] += week_rate * wf * err_w
 
 
+@numba.njit(cache=True)
+def _daily_spread(state: F64, t: float) -> float:
+    d0, d1, df = _bin_weights(t, DAY_S, DAILY_BINS)
+    return float((1 - df) * state[SPREAD_AT + d0] + df * state[SPREAD_AT + d1])
+
+
+@numba.njit(cache=True)
+def _learn_spread(state: F64, t: float, target: float, rate: float) -> None:
+    d0, d1, df = _bin_weights(t, DAY_S, DAILY_BINS)
+    state[SPREAD_AT + d0] += rate * (1 - df) * (target - state[SPREAD_AT + d0])
+    state[SPREAD_AT + d1] += rate * df * (target - state[SPREAD_AT + d1])
+
+
 @numba.njit(cache=True, inline="always")
 def _rate(per_step: float, steps: float) -> float:
     return float(1.0 - (1.0 - per_step) ** steps)
@@ -202,6 +222,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
             state[S_SAME_SINCE] = t
             state[S_SAME_RATE] = 0.5
             state[S_BASELINE] = v
+            state[S_RANGE_MEAN] = v
             state[S_COUNT] = 1
             out[i, OUT_EXPECTED] = v
             out[i, OUT_LOWER] = v
@@ -222,7 +243,9 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         level_pred = state[S_LEVEL] + state[S_TREND] * p[P_DAMP] * (1 - damp)
         seasonal = _seasonal(state, t)
         expected = level_pred + seasonal
-        sigma = MAD_TO_SIGMA * state[S_SCALE] + _floor(state[S_LEVEL])
+        # Some times of day are always rougher (a heating cycle, a daily step): wider there.
+        spread = max(state[S_SCALE], _daily_spread(state, t))
+        sigma = MAD_TO_SIGMA * spread + _floor(state[S_LEVEL])
         resid = v - expected
         z = resid / sigma
         az = abs(z)
@@ -270,16 +293,22 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         drift = offset / drift_sigma
         drifting = abs(drift) > p[P_DRIFT_Z] and t - state[S_FIRST_T] > DAY_S
 
-        # Score in 0..1: z of 5 scores 0.5, a drift at its alarm 0.5, a stuck run 0.9.
+        # Out of range: far from everything this sensor usually reads (time of day aside).
+        range_dev = MAD_TO_SIGMA * state[S_RANGE_DEV] + _floor(state[S_RANGE_MEAN])
+        rz = abs(v - state[S_RANGE_MEAN]) / range_dev
+        out_of_range = rz > p[P_RANGE_Z]
+
+        # Score in 0..1: z of 5, a drift at its alarm, out of range by range_z score 0.5.
         z_score = az * az / (az * az + p[P_SPIKE_Z] * p[P_SPIKE_Z])
         c_score = drift * drift / (drift * drift + p[P_DRIFT_Z] * p[P_DRIFT_Z])
-        score = max(z_score, c_score)
+        r_score = rz * rz / (rz * rz + p[P_RANGE_Z] * p[P_RANGE_Z])
+        score = max(z_score, c_score, r_score)
         kind = KIND_NONE
         if big:
             kind = KIND_LEVEL_SHIFT if shifted else KIND_SPIKE
-        elif drifting:
-            kind = KIND_DRIFT
-            direction = 1.0 if drift > 0 else -1.0
+        elif drifting or out_of_range:
+            kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
+            direction = (1.0 if drift > 0 else -1.0) if drifting else direction
         if stuck:
             kind = KIND_STUCK
             direction = 0.0
@@ -322,6 +351,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
             state[S_SLOW_SCALE] += slow * (state[S_SCALE] - state[S_SLOW_SCALE])
             abs_err = min(abs(resid), clip)
             state[S_SCALE] += _rate(p[P_SCALE], steps) * (abs_err - state[S_SCALE])
+            _learn_spread(state, t, abs_err, _rate(p[P_DAILY], dt / DAY_S * DAILY_BINS))
             target = max(-clip, min(clip, v - state[S_BASELINE] - seasonal)) + seasonal
             _learn_seasonal(
                 state,
@@ -330,6 +360,13 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
                 _rate(p[P_DAILY], dt / DAY_S * DAILY_BINS),
                 _rate(p[P_WEEKLY], dt / WEEK_S * WEEKLY_BINS),
             )
+        if not stuck:
+            follow_range = max(1.0 / n, 1.0 / p[P_RANGE_MEMORY])
+            usual_dev = abs(v - state[S_RANGE_MEAN])
+            if n > p[P_WARMUP]:
+                usual_dev = min(usual_dev, p[P_RANGE_Z] * range_dev)
+            state[S_RANGE_MEAN] += follow_range * (v - state[S_RANGE_MEAN])
+            state[S_RANGE_DEV] += follow_range * (usual_dev - state[S_RANGE_DEV])
         if not same:
             state[S_SAME_RATE] += 0.01 * (0.0 - state[S_SAME_RATE])
         elif run < p[P_STUCK_MIN]:

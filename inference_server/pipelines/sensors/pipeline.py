@@ -46,7 +46,7 @@ class ObserveResult:
     t: F64
     v: F64
     out: F64
-    state: dict[str, Any]
+    row: SeriesRow
 
     def rows(self, only_anomalies: bool = False) -> list[dict[str, Any]]:
         out = self.out
@@ -156,7 +156,7 @@ class SensorPipeline:
             await self._commit(new_row)
             self._series[series_id] = new_row
         self._publish_events(series_id, t, v, out)
-        return ObserveResult(series_id, t, v, out, self.describe_series(new_row))
+        return ObserveResult(series_id, t, v, out, new_row)
 
     async def reset(self, series_id: str) -> None:
         async with self._locks.setdefault(series_id, asyncio.Lock()):

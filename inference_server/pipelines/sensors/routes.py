@@ -52,7 +52,11 @@ async def post_observations(request: web.Request) -> web.Response:
         raise ApiError(err.status, err.code, str(err)) from None
     except StoreUnavailableError as err:
         raise ApiError(503, "store_unavailable", str(err), retry_after=5) from None
-    body: dict[str, Any] = {"series_id": series_id, "accepted": len(t), "state": result.state}
+    body: dict[str, Any] = {
+        "series_id": series_id,
+        "accepted": len(t),
+        "state": pipeline.describe_series(result.row),
+    }
     if results != "none":
         body["results"] = result.rows(only_anomalies=results == "anomalies")
     return web.json_response(body)
