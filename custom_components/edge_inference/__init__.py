@@ -26,6 +26,7 @@ PLATFORMS = [
     Platform.EVENT,
     Platform.IMAGE,
     Platform.SENSOR,
+    Platform.STT,
     Platform.SWITCH,
 ]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +228,28 @@ class EdgeInferenceClient:
                 return None
             raise
         return body
+
+
+    @contextlib.asynccontextmanager
+    async def async_speech_stream(
+        self, start: dict[str, Any]
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """`GET /speech/stream` (WebSocket), start message sent; the caller sends audio."""
+        try:
+            async with self._session.ws_connect(
+                f"{self.url}{API}/speech/stream",
+                headers={"Authorization": f"Bearer {self._token}"},
+                heartbeat=30,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5),
+            ) as ws:
+                await ws.send_json(start)
+                yield ws
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status == 401:
+                raise InvalidAuth("unauthorized") from err
+            raise CannotConnect(f"speech stream: HTTP {err.status} {err.message}") from err
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CannotConnect(f"speech stream: {err!r}") from err
 
 
 def _loads(body: bytes) -> Any:
