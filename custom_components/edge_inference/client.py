@@ -229,7 +229,6 @@ class EdgeInferenceClient:
             raise
         return body
 
-
     @contextlib.asynccontextmanager
     async def async_speech_stream(
         self, start: dict[str, Any]
