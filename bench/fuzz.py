@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--examples", type=int, default=300, help="cases per operation and mode")
     parser.add_argument("--mutations", type=int, default=1500, help="raw uploads per round")
-    parser.add_argument("--json", type=Path, help="write the result here too")
+    parser.add_argument("--json", type=Path, help="write the result here too (after each round)")
+    parser.add_argument("--minutes", type=float, default=0, help="stop after this long (0: never)")
     args = parser.parse_args()
 
     image = (ROOT / "tests/fixtures/images/street_people.jpg").read_bytes()
@@ -53,7 +55,10 @@ def main() -> int:
         report = FuzzReport()
         seed = 0
         try:
-            while report.requests < args.requests and server.running:
+            deadline = started + args.minutes * 60 if args.minutes else float("inf")
+            while (
+                report.requests < args.requests and server.running and time.monotonic() < deadline
+            ):
                 seed += 1
                 fuzz_operations(server.url, TOKEN, examples=args.examples, report=report, seed=seed)
                 mutate_uploads(
@@ -64,30 +69,42 @@ def main() -> int:
                     f"{len(report.violations)} violations, RSS {rss_mb(server.pid):.0f} MB",
                     flush=True,
                 )
-            alive = server.running
-            health = requests.get(server.url + "/api/v1/health", timeout=10).status_code
-            result = {
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-                "requests": report.requests,
-                "unsendable": report.unsendable,
-                "seconds": round(time.monotonic() - started),
-                "statuses": dict(sorted(report.statuses.items())),
-                "violations": report.violations,
-                "alive": alive,
-                "health_after": health,
-                "rss_mb": {
-                    "idle": round(idle_rss),
-                    "end": round(rss_mb(server.pid)),
-                    "peak": round(rss_mb(server.pid, "VmHWM")),
-                },
-            }
+                if args.json:  # a run cut short still leaves its numbers
+                    args.json.write_text(json.dumps(_result(report, server, started, idle_rss)))
+            result = _result(report, server, started, idle_rss)
         finally:
             server.stop()
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-    return 0 if not result["violations"] and alive and health == 200 else 1
+    ok = not result["violations"] and result["alive"] and result["health_after"] == 200
+    return 0 if ok else 1
+
+
+def _result(
+    report: FuzzReport, server: ServerProcess, started: float, idle_rss: float
+) -> dict[str, object]:
+    alive = server.running
+    try:
+        health = requests.get(server.url + "/api/v1/health", timeout=10).status_code
+    except requests.RequestException:
+        health = 0
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "requests": report.requests,
+        "unsendable": report.unsendable,
+        "seconds": round(time.monotonic() - started),
+        "statuses": dict(sorted(report.statuses.items())),
+        "violations": report.violations,
+        "alive": alive,
+        "health_after": health,
+        "rss_mb": {
+            "idle": round(idle_rss),
+            "end": round(rss_mb(server.pid)) if alive else None,
+            "peak": round(rss_mb(server.pid, "VmHWM")) if alive else None,
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Triton's model repository layout, read the way Triton reads it.
 
 `<repo>/<model>/config.pbtxt`, `<repo>/<model>/<version>/<file>`, labels through an output's
-`label_filename`. config.pbtxt is parsed with Triton's own protobuf schema (shipped in
-tritonclient) so a repository that loads in Triton loads here, and vice versa.
+`label_filename`. config.pbtxt is parsed with Triton's own protobuf schema (triton_schema.py,
+no tritonclient needed) so a repository that loads in Triton loads here, and vice versa.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
-from tritonclient.grpc import model_config_pb2
+
+from .triton_schema import DATA_TYPES, ModelConfigMessage
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,11 +25,11 @@ PLATFORM_DARKNET = "opencv_darknet"  # ours: cfg + weights read by OpenCV DNN
 DEFAULT_FILENAMES = {PLATFORM_ONNX: "model.onnx", PLATFORM_DARKNET: "model.cfg"}
 
 _DTYPES = {
-    model_config_pb2.TYPE_FP32: "float32",
-    model_config_pb2.TYPE_FP16: "float16",
-    model_config_pb2.TYPE_UINT8: "uint8",
-    model_config_pb2.TYPE_INT32: "int32",
-    model_config_pb2.TYPE_INT64: "int64",
+    DATA_TYPES["TYPE_FP32"]: "float32",
+    DATA_TYPES["TYPE_FP16"]: "float16",
+    DATA_TYPES["TYPE_UINT8"]: "uint8",
+    DATA_TYPES["TYPE_INT32"]: "int32",
+    DATA_TYPES["TYPE_INT64"]: "int64",
 }
 
 
@@ -66,7 +68,7 @@ class ModelConfig:
 
 def parse_config(text: str, *, model_dir: Path | None = None) -> ModelConfig:
     """Parse config.pbtxt text into a ModelConfig (labels read relative to model_dir)."""
-    proto = model_config_pb2.ModelConfig()
+    proto = ModelConfigMessage()
     try:
         text_format.Parse(text, proto)
     except text_format.ParseError as err:
@@ -79,7 +81,7 @@ def parse_config(text: str, *, model_dir: Path | None = None) -> ModelConfig:
 
 def from_proto(proto: Message, *, name: str, model_dir: Path | None = None) -> ModelConfig:
     """Build a ModelConfig from Triton's ModelConfig message (also what Triton returns)."""
-    cfg: model_config_pb2.ModelConfig = proto
+    cfg: Any = proto  # generated message: fields are read by name
     labels: tuple[str, ...] = ()
     for out in cfg.output:
         if out.label_filename and model_dir is not None:
@@ -133,7 +135,7 @@ def load_repository(repo: Path) -> dict[str, ModelConfig]:
     return models
 
 
-def _tensor(spec: model_config_pb2.ModelInput | model_config_pb2.ModelOutput) -> TensorSpec:
+def _tensor(spec: Any) -> TensorSpec:
     return TensorSpec(
         name=spec.name, dtype=_DTYPES.get(spec.data_type, "float32"), dims=tuple(spec.dims)
     )
