@@ -28,7 +28,7 @@ def fuzz_server(tmp_path: Path, model_repo: Path) -> Iterator[ServerProcess]:
 @pytest.mark.timeout(300)
 def test_every_route_survives_fuzzing(fuzz_server: ServerProcess) -> None:
     report = FuzzReport()
-    fuzz_operations(fuzz_server.url, TOKEN, examples=40, report=report)
+    fuzz_operations(fuzz_server.url, TOKEN, examples=30, report=report)
     mutate_uploads(
         fuzz_server.url, TOKEN, image_bytes("street_people.jpg"), count=150, report=report
     )
