@@ -18,6 +18,7 @@ from .entity import server_device_info
 from .models import EdgeInferenceConfigEntry, EdgeInferenceData
 from .pipeline import CameraPipeline
 from .repairs import async_clear_issues
+from .sensor_pipeline import SUBENTRY_SENSORS, SensorPipeline
 from .services import async_setup_services
 from .subentries import async_follow_subentries
 
@@ -69,11 +70,21 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry
         },
         subentries={subentry_id: dict(subentry.data) for subentry_id, subentry in cameras.items()},
     )
+    entry.runtime_data.sensor_pipelines = {
+        subentry_id: SensorPipeline(hass, client, subentry)
+        for subentry_id, subentry in entry.subentries.items()
+        if subentry.subentry_type == SUBENTRY_SENSORS
+    }
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    for sensor_pipeline in entry.runtime_data.sensor_pipelines.values():
+        # Warm-up reads days of history: in the background, setup does not wait for it.
+        entry.async_create_background_task(
+            hass, sensor_pipeline.async_start(), f"edge_inference {sensor_pipeline.title}"
+        )
     for pipeline in entry.runtime_data.pipelines.values():
         await pipeline.async_start()
     # Not an update listener: HA 2026.12 refuses one beside flows that reload.
-    entry.async_on_unload(async_follow_subentries(hass, entry, ()))
+    entry.async_on_unload(async_follow_subentries(hass, entry, (SUBENTRY_SENSORS,)))
     return True
 
 
@@ -83,6 +94,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntr
     if unloaded:
         for pipeline in entry.runtime_data.pipelines.values():
             await pipeline.async_stop()
+        for sensor_pipeline in entry.runtime_data.sensor_pipelines.values():
+            await sensor_pipeline.async_stop()
     return unloaded
 
 

@@ -10,6 +10,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import EdgeInferenceEntity, PipelineLabelEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
+from .sensor_pipeline_entities import SensorAnomalyBinarySensor, async_add_sensor_pipeline_entities
 
 PARALLEL_UPDATES = 0
 
@@ -23,6 +24,7 @@ async def async_setup_entry(
     coordinator = entry.runtime_data.coordinator
     async_add_entities([ConnectivitySensor(coordinator, "connectivity")])
     async_add_pipeline_entities(entry, async_add_entities, per_label=OccupancySensor)
+    async_add_sensor_pipeline_entities(entry, async_add_entities, SensorAnomalyBinarySensor)
 
 
 class ConnectivitySensor(EdgeInferenceEntity, BinarySensorEntity):

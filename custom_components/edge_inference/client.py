@@ -219,6 +219,40 @@ class EdgeInferenceClient:
             if err.status != 404:
                 raise
 
+    async def async_post_observations(
+        self,
+        series_id: str,
+        observations: list[dict[str, float]],
+        *,
+        unit: str | None,
+        results: str = "all",
+    ) -> dict[str, Any]:
+        """`POST /sensors/{id}/observations`: learn readings; a result for each."""
+        body: dict[str, Any] = {"observations": observations}
+        if unit:
+            body["unit"] = unit
+        return await self._json(
+            "POST",
+            f"/sensors/{series_id}/observations",
+            params={"results": results},
+            json_body=body,
+        )
+
+    async def async_get_series(
+        self, series_id: str, *, horizon: int = 3600, points: int = 1
+    ) -> dict[str, Any] | None:
+        """`GET /sensors/{id}`: what the server learned and its forecast; None if unknown."""
+        try:
+            return await self._json(
+                "GET",
+                f"/sensors/{series_id}",
+                params={"horizon": str(horizon), "points": str(points)},
+            )
+        except RequestError as err:
+            if err.status == 404:
+                return None
+            raise
+
     async def async_camera_snapshot(self, camera_id: str) -> bytes | None:
         """Latest annotated JPEG of a registered camera; None before the first frame."""
         try:

@@ -27,6 +27,8 @@ from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from .client import CannotConnect, EdgeInferenceClient, EdgeInferenceError, InvalidAuth
 from .const import CONF_SERVER_ID, DOMAIN, LOGGER, PROTOCOL_VERSION, SUBENTRY_CAMERA
 from .repairs import async_clear_unverified_url_issue, async_raise_unverified_url_issue
+from .sensor_pipeline import SUBENTRY_SENSORS
+from .sensor_pipeline_flow import SensorPipelineSubentryFlow
 from .subentry_flow import CameraSubentryFlow
 from .trust import UnverifiedServer, async_verify_server, async_verify_server_retrying
 
@@ -74,7 +76,10 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
         """One subentry per camera pipeline."""
-        return {SUBENTRY_CAMERA: CameraSubentryFlow}
+        return {
+            SUBENTRY_CAMERA: CameraSubentryFlow,
+            SUBENTRY_SENSORS: SensorPipelineSubentryFlow,
+        }
 
     async def _async_try(
         self, url: str, token: str, server_id: str | None = None

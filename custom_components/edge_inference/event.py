@@ -12,6 +12,7 @@ from .const import EVENT_DETECTED
 from .entity import PipelineEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
 from .pipeline import CameraPipeline
+from .sensor_pipeline_entities import SensorAnomalyEvent, async_add_sensor_pipeline_entities
 
 PARALLEL_UPDATES = 0
 
@@ -25,6 +26,7 @@ async def async_setup_entry(
     async_add_pipeline_entities(
         entry, async_add_entities, per_pipeline=lambda pipeline: [DetectionEvent(pipeline)]
     )
+    async_add_sensor_pipeline_entities(entry, async_add_entities, SensorAnomalyEvent)
 
 
 class DetectionEvent(PipelineEntity, EventEntity):

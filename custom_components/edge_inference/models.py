@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .client import EdgeInferenceClient
     from .coordinator import EdgeInferenceCoordinator
     from .pipeline import CameraPipeline
+    from .sensor_pipeline import SensorPipeline
 
 # Adds a pipeline's entities of one platform: all of them (None) or those of new labels.
 type PipelineEntityAdder = Callable[[CameraPipeline, list[str] | None], None]
@@ -30,6 +31,8 @@ class EdgeInferenceData:
     subentries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # One per platform with pipeline entities, for pipelines added or changed later.
     pipeline_adders: list[PipelineEntityAdder] = field(default_factory=list)
+    # One per sensor pipeline subentry (a change reloads the entry).
+    sensor_pipelines: dict[str, SensorPipeline] = field(default_factory=dict)
     # Subentry changes are applied one at a time.
     subentry_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

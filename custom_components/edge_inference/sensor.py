@@ -19,6 +19,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import EdgeInferenceCoordinator, ServerState
 from .entity import EdgeInferenceEntity, PipelineLabelEntity, async_add_pipeline_entities
 from .models import EdgeInferenceConfigEntry
+from .sensor_pipeline_entities import (
+    SensorAnomalyScore,
+    SensorExpectedValue,
+    async_add_sensor_pipeline_entities,
+)
 
 PARALLEL_UPDATES = 0
 
@@ -113,6 +118,8 @@ async def async_setup_entry(
     coordinator = entry.runtime_data.coordinator
     async_add_entities(ServerSensor(coordinator, description) for description in SERVER_SENSORS)
     async_add_pipeline_entities(entry, async_add_entities, per_label=CountSensor)
+    async_add_sensor_pipeline_entities(entry, async_add_entities, SensorAnomalyScore)
+    async_add_sensor_pipeline_entities(entry, async_add_entities, SensorExpectedValue)
 
 
 class ServerSensor(EdgeInferenceEntity, SensorEntity):
