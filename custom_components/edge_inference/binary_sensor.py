@@ -36,8 +36,9 @@ class ConnectivitySensor(EdgeInferenceEntity, BinarySensorEntity):
 
     @property
     def available(self) -> bool:
-        """Always available: it reports the server's absence itself."""
-        return True
+        """Available while HA is connected to the broker: it reports the server's absence
+        itself, but without the broker nobody knows."""
+        return self.coordinator.mqtt_connected
 
     @property
     def is_on(self) -> bool:

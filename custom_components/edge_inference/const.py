@@ -65,6 +65,11 @@ def counts_topic(server_id: str, camera_id: str) -> str:
     return f"{BASE_TOPIC}/{server_id}/cameras/{camera_id}/counts"
 
 
+def camera_status_topic(server_id: str, camera_id: str) -> str:
+    """Topic with one camera's source state: running, stalled, error, stopped (retained)."""
+    return f"{BASE_TOPIC}/{server_id}/camera/{camera_id}/status"
+
+
 def server_camera_id(subentry_id: str) -> str:
     """The camera id registered on the server for a pipeline subentry."""
     return f"ha-{subentry_id.lower()}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.components import mqtt
 from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
@@ -93,6 +94,10 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
         self.server_id: str = entry.data[CONF_SERVER_ID]
         # The server's device (made at setup): pipelines hang off it, announces rename it.
         self.server_device_id = ""
+        # Pushed state is only as true as HA's connection to the broker.
+        self.mqtt_connected = True
+        # The token was rejected: reauth started once, requests with it stop.
+        self.auth_failed = False
 
     async def _async_update_data(self) -> ServerState:
         try:
@@ -132,9 +137,34 @@ class EdgeInferenceCoordinator(DataUpdateCoordinator[ServerState]):
         """Whether the server says it is online."""
         return self.data.online
 
+    @callback
+    def async_auth_failed(self) -> None:
+        """The server rejected the token: one repair issue and one reauth flow, not one per
+        request; the pipelines stop using the token until the entry reloads with a new one."""
+        if self.auth_failed:
+            return
+        self.auth_failed = True
+        LOGGER.warning("Edge inference server %s rejected the token", self.server_id)
+        async_raise_auth_issue(self.hass, self.config_entry)
+        self.config_entry.async_start_reauth(self.hass)
+        self.async_update_listeners()
+
+    @callback
+    def _on_mqtt_connection(self, connected: bool) -> None:
+        if connected == self.mqtt_connected:
+            return
+        self.mqtt_connected = connected
+        if connected:
+            LOGGER.info("MQTT is back: following %s again", self.server_id)
+        else:
+            LOGGER.warning("MQTT connection lost: %s's pushed state is unavailable", self.server_id)
+        self.async_update_listeners()
+
     async def async_subscribe(self) -> list[CALLBACK_TYPE]:
-        """Follow the server's retained status and announce, and its stats."""
+        """Follow the broker connection, the server's retained status and announce, stats."""
+        self.mqtt_connected = mqtt.is_connected(self.hass)
         return [
+            mqtt.async_subscribe_connection_status(self.hass, self._on_mqtt_connection),
             await async_subscribe_text(self.hass, status_topic(self.server_id), self._on_status),
             await async_subscribe_json(
                 self.hass, announce_topic(self.server_id), self._on_announce

@@ -12,7 +12,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .const import DOMAIN
+from .const import DOMAIN, MODE_SNAPSHOT
 from .coordinator import EdgeInferenceCoordinator
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ class EdgeInferenceEntity(CoordinatorEntity[EdgeInferenceCoordinator]):
 
     @property
     def available(self) -> bool:
-        """Available while the server is online."""
-        return super().available and self.coordinator.online
+        """Available while the server is online and HA is connected to the broker."""
+        return super().available and self.coordinator.online and self.coordinator.mqtt_connected
 
 
 class PipelineEntity(EdgeInferenceEntity):
@@ -90,6 +90,14 @@ class PipelineEntity(EdgeInferenceEntity):
             entry_type=DeviceEntryType.SERVICE,
             via_device_id=pipeline.coordinator.server_device_id,
         )
+
+    @property
+    def available(self) -> bool:
+        """Stream mode lives on pushed state; snapshot mode polls over HTTP and does not
+        need the broker (the server's last known status still counts)."""
+        if self.pipeline.mode == MODE_SNAPSHOT:
+            return self.coordinator.last_update_success and self.coordinator.online
+        return super().available
 
     async def async_added_to_hass(self) -> None:
         """Follow the pipeline's state too."""
@@ -111,6 +119,12 @@ class PipelineLabelEntity(PipelineEntity):
         super().__init__(pipeline, f"{self._attr_translation_key}_{label}")
         self.label = label
         self._attr_translation_placeholders = {"label": label}
+
+    @property
+    def available(self) -> bool:
+        """Counts and occupancy are never shown stale: unavailable while detection fails or
+        the server's stream source is stalled or broken (they come back by themselves)."""
+        return super().available and self.pipeline.healthy
 
     @callback
     def _handle_pipeline_update(self) -> None:

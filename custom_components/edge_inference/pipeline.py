@@ -30,12 +30,12 @@ from .const import (
     LOGGER,
     MODE_SNAPSHOT,
     MODE_STREAM,
+    camera_status_topic,
     counts_topic,
     events_topic,
     server_camera_id,
 )
 from .mqtt import async_subscribe_json
-from .repairs import async_raise_auth_issue
 
 if TYPE_CHECKING:
     from .coordinator import EdgeInferenceCoordinator
@@ -91,6 +91,15 @@ class CameraPipeline:
         self.clear_after = float(data.get(CONF_CLEAR_AFTER, DEFAULT_CLEAR_AFTER))
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
         self.occupied: dict[str, bool] = dict.fromkeys(self.labels, False)
+        # The server's word on the stream source (camera status topic), stream mode only.
+        self.source_state: str | None = None
+        self.source_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether counts and occupancy are current: the last detection worked and the
+        server's stream source delivers frames. Otherwise they are unavailable."""
+        return self.error is None and self.source_state in (None, "running")
 
     # Listeners (entities) ------------------------------------------------------------
 
@@ -134,6 +143,10 @@ class CameraPipeline:
             topic = counts_topic(self.coordinator.server_id, self.camera_id)
             self._unsubs.append(
                 await async_subscribe_json(self.hass, topic, self._on_counts, qos=0)
+            )
+            topic = camera_status_topic(self.coordinator.server_id, self.camera_id)
+            self._unsubs.append(
+                await async_subscribe_json(self.hass, topic, self._on_camera_status, qos=1)
             )
         else:
             self._unsubs.append(
@@ -250,6 +263,22 @@ class CameraPipeline:
         return True
 
     @callback
+    def _on_camera_status(self, payload: dict[str, Any]) -> None:
+        if payload.get("camera_id") != self.camera_id:
+            return
+        state, error = payload.get("state"), payload.get("error")
+        if not isinstance(state, str) or (state, error) == (self.source_state, self.source_error):
+            return
+        if state == "running" and self.source_state not in (None, "running"):
+            LOGGER.info("Camera pipeline %s: the server gets frames again", self.title)
+        elif state != "running":
+            LOGGER.warning(
+                "Camera pipeline %s: the server's source is %s: %s", self.title, state, error
+            )
+        self.source_state, self.source_error = state, error if isinstance(error, str) else None
+        self._notify()
+
+    @callback
     def _on_counts(self, payload: dict[str, Any]) -> None:
         counts = payload.get("counts")
         if not self.enabled or not isinstance(counts, dict):
@@ -291,7 +320,13 @@ class CameraPipeline:
     # Snapshot mode: HA reads the camera and posts each image ------------------------
 
     async def _async_snapshot_tick(self, _now: datetime | None = None) -> None:
-        if not self._running or not self.enabled or self._busy or not self.coordinator.online:
+        if (
+            not self._running
+            or not self.enabled
+            or self._busy
+            or not self.coordinator.online
+            or self.coordinator.auth_failed
+        ):
             return
         self._busy = True
         try:
@@ -376,16 +411,19 @@ class CameraPipeline:
 
     @callback
     def _set_error(self, error: str | None) -> None:
-        if error and error != self.error:
+        """A failed fetch or detect makes counts and occupancy unavailable until one works."""
+        if error == self.error:
+            return
+        if error and not self.error:
             LOGGER.warning("Camera pipeline %s: %s", self.title, error)
-        elif error is None and self.error:
+        elif error is None:
             LOGGER.info("Camera pipeline %s works again", self.title)
         self.error = error
+        self._notify()
 
     @callback
     def _auth_failed(self) -> None:
-        async_raise_auth_issue(self.hass, self.entry)
-        self.entry.async_start_reauth(self.hass)
+        self.coordinator.async_auth_failed()
 
     def diagnostics(self) -> dict[str, Any]:
         """State for the diagnostics download."""
@@ -397,6 +435,8 @@ class CameraPipeline:
             "enabled": self.enabled,
             "registered": self.registered,
             "error": self.error,
+            "source_state": self.source_state,
+            "source_error": self.source_error,
             "counts": dict(self.counts),
             "occupied": dict(self.occupied),
             "last_detections": [d.as_dict() for d in self.last_detections],

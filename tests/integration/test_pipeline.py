@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
@@ -114,7 +114,8 @@ async def test_snapshot_mode(hass: HomeAssistant, mock_server: AiohttpClientMock
 async def test_snapshot_errors(
     hass: HomeAssistant, aioclient_mock: AiohttpClientMocker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Server errors are logged once and recover; a rejected token starts reauth."""
+    """Server errors are logged once, make counts and occupancy unavailable, and recover;
+    a rejected token starts one reauth and stops the polling."""
     mock_proof(aioclient_mock)
     aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
     aioclient_mock.post(f"{URL}/api/v1/vision/detect", status=503, headers={"Retry-After": "1"})
@@ -129,6 +130,10 @@ async def test_snapshot_errors(
     assert pipeline.error is not None
     assert caplog.text.count("Camera pipeline Still: ") == 1
     assert entry.runtime_data.pipelines["01MISSING"].error is not None
+    # Nothing stale shown as current; the pipeline's switch stays usable.
+    assert state(hass, "sensor.still_person_count") == STATE_UNAVAILABLE
+    assert state(hass, "binary_sensor.still_person_occupancy") == STATE_UNAVAILABLE
+    assert state(hass, "switch.still_detection") == STATE_ON
 
     aioclient_mock.clear_requests()
     mock_proof(aioclient_mock)
@@ -138,6 +143,8 @@ async def test_snapshot_errors(
     await hass.async_block_till_done(wait_background_tasks=True)
     assert pipeline.error is None
     assert "Camera pipeline Still works again" in caplog.text
+    assert state(hass, "sensor.still_person_count") == "2"
+    assert state(hass, "binary_sensor.still_person_occupancy") == STATE_ON
 
     # Offline: no polling at all.
     fire(hass, "status", "offline")
@@ -155,6 +162,15 @@ async def test_snapshot_errors(
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"token_rejected_{entry.entry_id}")
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [f["context"]["source"] for f in flows] == ["reauth"]
+    # Once: the rejected token is not sent again on every tick.
+    rejected = len(aioclient_mock.mock_calls)
+    assert caplog.text.count("rejected the token") == 1
+    later(hass, 48)
+    later(hass, 60)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert len(aioclient_mock.mock_calls) == rejected
+    assert caplog.text.count("rejected the token") == 1
+    assert len(hass.config_entries.flow.async_progress_by_handler(DOMAIN)) == 1
 
 
 async def test_stream_mode(hass: HomeAssistant, mock_server: AiohttpClientMocker) -> None:
@@ -190,6 +206,36 @@ async def test_stream_mode(hass: HomeAssistant, mock_server: AiohttpClientMocker
     assert detection.attributes["event_id"] == f"{STREAM_CAMERA}-1-7"
     assert detection.attributes["track_id"] == 7
     assert pipeline.image == ANNOTATED
+
+    # The server says the source stalled: counts and occupancy go unavailable, the switch
+    # and the event entity stay; frames again bring them back by themselves.
+    status = f"camera/{STREAM_CAMERA}/status"
+    stalled = {"camera_id": STREAM_CAMERA, "state": "stalled", "error": "no frame for 10 s"}
+    fire(hass, status, {**stalled, "camera_id": "another"})
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.street_person_count") == "3"
+    fire(hass, status, stalled)
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.street_person_count") == STATE_UNAVAILABLE
+    assert state(hass, "binary_sensor.street_person_occupancy") == STATE_UNAVAILABLE
+    assert state(hass, "switch.street_detection") == STATE_ON
+    assert pipeline.diagnostics()["source_state"] == "stalled"
+    fire(hass, status, {**stalled, "state": "running", "error": None})
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.street_person_count") == "3"
+
+    # HA loses the broker: pushed state is unavailable, the server's connectivity unknown.
+    connectivity = "binary_sensor.edge_inference_on_kitchen_nuc_connectivity"
+    assert state(hass, connectivity) == STATE_ON
+    coordinator = entry.runtime_data.coordinator
+    coordinator._on_mqtt_connection(False)  # what HA's MQTT client signals on disconnect
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.street_person_count") == STATE_UNAVAILABLE
+    assert state(hass, connectivity) == STATE_UNAVAILABLE
+    coordinator._on_mqtt_connection(True)
+    await hass.async_block_till_done()
+    assert state(hass, "sensor.street_person_count") == "3"
+    assert state(hass, connectivity) == STATE_ON
 
     # The server restarted: the camera is checked and registered again if it is gone.
     mock_server.clear_requests()
