@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -64,6 +65,7 @@ def create_app(server: Server) -> web.Application:
 @web.middleware
 async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = 500
+    started = time.monotonic()
     try:
         response = await handler(request)
         status = response.status
@@ -78,6 +80,9 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         request.app[SERVER_KEY].metrics.requests.labels(name, str(status)).inc()
+        request.app[SERVER_KEY].metrics.request_seconds.labels(name).observe(
+            time.monotonic() - started
+        )
 
 
 async def health(request: web.Request) -> web.Response:

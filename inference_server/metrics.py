@@ -53,6 +53,21 @@ class Metrics:
         self.camera_frames = Counter(
             "edge_inference_camera_frames", "Frames processed per camera", ["camera"], registry=r
         )
+        # For dashboards and alerts (deploy/grafana, deploy/prometheus): time per HTTP route
+        # (speech, chat and sensor requests too), and the queue limit the depth is measured
+        # against (--max-queue), so "queue near full" needs no copied number.
+        self.request_seconds = Histogram(
+            "edge_inference_request_seconds",
+            "HTTP request handling time per route (streams: until the response ends)",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_limit = Gauge(
+            "edge_inference_queue_limit",
+            "Requests that may wait per model (--max-queue)",
+            registry=r,
+        )
 
     def observe_latency(self, pipeline: str, model: str, seconds: float) -> None:
         self.latency.labels(pipeline, model).observe(seconds)

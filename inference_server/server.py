@@ -72,6 +72,7 @@ class Server:
         self.server_id = ensure_server_id(settings)
         self.name = settings.name or f"Edge inference on {socket.gethostname()}"
         self.metrics = Metrics()
+        self.metrics.queue_limit.set(settings.max_queue)
         self.uploads = UploadSlots(settings.max_uploads)
         self.backend = backend or make_backend(settings, self.metrics)
         self.vision = VisionPipeline(
