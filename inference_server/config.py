@@ -38,7 +38,7 @@ class Settings:
     data_dir: Path = Path("data")
     backend: str = "local"
     triton_url: str = "grpc://127.0.0.1:8001"
-    default_model: str = "yolov3-tiny"
+    default_model: str = "yolox-nano"
     max_body_mb: float = 20.0
     max_queue: int = 64
     batching: bool = True

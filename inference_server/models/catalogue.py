@@ -28,6 +28,8 @@ class CatalogueModel:
     input_size: int  # square input, pixels
     outputs: tuple[tuple[str, tuple[int, ...]], ...]  # (name, dims without batch) in order
     parameters: dict[str, str] = field(default_factory=dict)
+    # The export's outputs lack the batch dimension: the installer adds it (and the names).
+    add_batch_dimension: bool = False
 
     def config_pbtxt(self) -> str:
         """Triton config: batch 1 (the exports have a fixed batch dimension of 1)."""
@@ -125,6 +127,22 @@ CATALOGUE: dict[str, CatalogueModel] = {
             input_size=416,
             outputs=_gfl_outputs(_PICODET_NAMES, 416, (8, 16, 32, 64)),
             parameters=_PICODET_PARAMETERS,
+        ),
+        CatalogueModel(
+            name="nanodet-m-320",
+            filename="nanodet_m_320.onnx",
+            url="https://raw.githubusercontent.com/hpc203/nanodet-opncv-dnn-cpp-python/"
+            "270281edbc74c880e0c056c59faa73ea71fa1f22/nanodet.onnx",
+            sha256="c59b6c947ce475d27023327808aed655fa000981fe144c4fd2026828999e19f8",
+            licence="Apache-2.0 (NanoDet, RangiLyu)",
+            input_name="image",
+            input_size=320,
+            # Renamed by the installer: the export's own names do not match their tensors.
+            outputs=_gfl_outputs(
+                ["cls_8", "cls_16", "cls_32", "box_8", "box_16", "box_32"], 320, (8, 16, 32)
+            ),
+            parameters=_NANODET_PARAMETERS,
+            add_batch_dimension=True,
         ),
         CatalogueModel(
             name="nanodet-m-416",

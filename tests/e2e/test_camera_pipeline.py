@@ -27,8 +27,9 @@ from tests.integration.common import (
 
 pytestmark = [requires_server, pytest.mark.usefixtures("socket_enabled")]
 
-# street_people.jpg: five people, a car, a truck, no dog at min_score 0.5 (yolov3-tiny, CPU).
-PEOPLE = 5
+# street_people.jpg: seven people (the faintest at 0.508), a car, and a truck that yolox-nano
+# (the default detector, CPU) also calls a car at 0.57; no dog at min_score 0.5.
+PEOPLE = 7
 
 
 async def async_detect_people_on_still(hass: HomeAssistant) -> list[dict[str, Any]]:
@@ -129,7 +130,7 @@ async def test_snapshot_pipeline(
     fired = record_events(hass, "event.still_detection")
     await async_add_pipeline(hass, entry, "camera.still", "snapshot")
     await async_wait_for(hass, lambda: state(hass, "sensor.still_person_count") == str(PEOPLE))
-    assert state(hass, "sensor.still_car_count") == "1"
+    assert state(hass, "sensor.still_car_count") == "2"
     assert state(hass, "sensor.still_dog_count") == "0"
     assert state(hass, "binary_sensor.still_person_occupancy") == STATE_ON
     assert state(hass, "binary_sensor.still_car_occupancy") == STATE_ON
@@ -140,7 +141,7 @@ async def test_snapshot_pipeline(
     assert sorted(e["label"] for e in fired) == ["car", "person"]
     person = next(e for e in fired if e["label"] == "person")
     assert person["event_type"] == "detected"
-    assert person["score"] > 0.9
+    assert person["score"] > 0.7
     assert len(person["box"]) == 4
     assert person["camera"] == "camera.still"
 

@@ -278,13 +278,18 @@ def test_v4_tiny_layers_match_opencv(tmp_path: Path) -> None:
 
 def test_install_default_models_is_idempotent(tmp_path: Path) -> None:
     repo = tmp_path / "models"
-    first = install_default.install_default_models(repo)
+    # YOLOv3-tiny alone (no catalogue model): the default detector has its own tests.
+    first = install_default.install_default_models(repo, models=(), with_darknet=True)
     assert len(first) == 7
     assert "yolov3-tiny/1/model.onnx" in first
-    assert install_default.install_default_models(repo) == []
+    assert install_default.install_default_models(repo, models=(), with_darknet=True) == []
     (repo / "yolov3-tiny" / "labels.txt").unlink()
-    assert install_default.install_default_models(repo) == ["yolov3-tiny/labels.txt"]
-    assert len(install_default.install_default_models(repo, force=True)) == 7
+    assert install_default.install_default_models(repo, models=()) == ["yolov3-tiny/labels.txt"]
+    assert len(install_default.install_default_models(repo, models=(), force=True)) == 3
+    assert (
+        len(install_default.install_default_models(repo, models=(), force=True, with_darknet=True))
+        == 7
+    )
 
     models = load_repository(repo)
     assert set(models) == {"yolov3-tiny", "yolov3-tiny-darknet"}

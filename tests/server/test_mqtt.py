@@ -28,7 +28,7 @@ def test_announce_and_status_are_retained(server: ServerProcess, broker: Mosquit
     assert payload["protocol"] == 1
     assert payload["server_id"] == "test-server"
     assert payload["api"]["url"] == server.url
-    assert payload["capabilities"]["vision"]["default_model"] == "yolov3-tiny"
+    assert payload["capabilities"]["vision"]["default_model"] == "yolox-nano"
     assert payload["backends"]["local"]["ready"] is True
     assert server.token not in announce.text  # no secrets in the announce
 
