@@ -227,19 +227,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_servers(
-    workdir: Path, model_dir: Path, threads: int
-) -> tuple[subprocess.Popen[bytes], str, subprocess.Popen[bytes], int]:
-    port, wport = free_port(), free_port()
+def start_ours(workdir: Path, model_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
     ours_args = ["--host", "127.0.0.1", "--port", str(port), "--token", TOKEN, "--data-dir"]
-    ours_args += [str(workdir / "ours"), "--speech-model-dir", str(model_dir.parent)]
-    ours_args += ["--speech-model", model_dir.name, "--log-level", "warning"]
+    ours_args += [str(workdir / f"ours{port}"), "--speech-model-dir", str(model_dir.parent)]
+    ours_args += ["--speech-model", model_dir.name, "--log-level", "warning", *extra]
     ours = subprocess.Popen(
         [str(ROOT / ".venv/bin/python"), "-m", "inference_server", *ours_args],
         cwd=ROOT,
-        stdout=(workdir / "ours.log").open("wb"),
+        stdout=(workdir / f"ours{port}.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
+    return ours, f"http://127.0.0.1:{port}"
+
+
+def start_servers(
+    workdir: Path, model_dir: Path, threads: int
+) -> tuple[subprocess.Popen[bytes], str, subprocess.Popen[bytes], int]:
+    ours, url = start_ours(workdir, model_dir)
+    wport = free_port()
     wfw_args = ["--uri", f"tcp://127.0.0.1:{wport}", "--model", str(model_dir), "--data-dir"]
     wfw_args += [str(workdir / "wfw"), "--stt-library", "faster-whisper", "--language", "en"]
     wfw_args += ["--beam-size", "5", "--compute-type", "int8", "--cpu-threads", str(threads)]
@@ -248,7 +254,7 @@ def start_servers(
         stdout=(workdir / "wfw.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    return ours, f"http://127.0.0.1:{port}", wfw, wport
+    return ours, url, wfw, wport
 
 
 async def wait_ready(url: str, wport: int) -> None:
@@ -277,8 +283,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         utterances = make_utterances(workdir, args.utterances)
         ours, url, wfw, wport = start_servers(workdir, model_dir, args.threads)
+        # the same server with Whisper's own 30 s window for final decodes
+        full, full_url = start_ours(workdir, model_dir, "--speech-short-window", "false")
         try:
             await wait_ready(url, wport)
+            await wait_ready(full_url, wport)
             systems: dict[str, Callable[[Utterance], Awaitable[tuple[str, float, float]]]] = {
                 "wyoming-faster-whisper 3.8.1 (HA VAD, 0.7 s)": lambda u: run_wyoming(wport, u),
                 "ours, WebSocket, own VAD": lambda u: run_websocket(url, u, client_end=False),
@@ -286,8 +295,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "ours, own VAD + phrases": lambda u: run_websocket(
                     url, u, client_end=False, phrases=PHRASES
                 ),
+                "ours, own VAD, 30 s window": lambda u: run_websocket(
+                    full_url, u, client_end=False
+                ),
             }
-            pids = {name: (wfw.pid if name.startswith("wyoming") else ours.pid) for name in systems}
+            pids = dict.fromkeys(systems, ours.pid)
+            pids[next(iter(systems))] = wfw.pid
+            pids["ours, own VAD, 30 s window"] = full.pid
             for run in systems.values():  # warm-up: model load, first-call allocations
                 await run(utterances[0])
             results = {name: Result() for name in systems}
@@ -304,7 +318,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     result.references.append(normalise(utt.text))
                     print(f"[{i:2}] {name:48} {latency:5.2f} s  {text!r}", file=sys.stderr)
         finally:
-            for proc in (ours, wfw):
+            for proc in (ours, wfw, full):
                 proc.terminate()
                 proc.wait(timeout=20)
     report: dict[str, Any] = {

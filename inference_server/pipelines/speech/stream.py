@@ -167,6 +167,7 @@ class SpeechStream:
             self.options.language,
             self.options.prompt,
             beam_size,
+            partial=priority == PRIORITY_PARTIAL,
         )
         return self.transcriber.submit(request, priority=priority)
 

@@ -101,6 +101,7 @@ class DecodeRequest:
     language: str | None
     prompt: str | None = None
     beam_size: int = 5
+    partial: bool = False  # a throwaway pass: always the short window
 
 
 class WhisperModelInfo:
@@ -242,7 +243,8 @@ class Transcriber:
     def _decode(self, request: DecodeRequest) -> Transcript:
         model = self._require_model()
         started = time.perf_counter()
-        _window.frames = window_frames(request.audio.size) if self.short_window else None
+        short = self.short_window or request.partial
+        _window.frames = window_frames(request.audio.size) if short else None
         segments, info = model.transcribe(
             request.audio,
             language=request.language,
