@@ -198,3 +198,41 @@ def test_a_gap_of_days_is_flagged_as_missing_data_and_relearned(api_server: Serv
     results = post(api_server, "gappy", {"observations": back}).json()["results"]
     assert results[0]["kind"] == "missing_data"
     assert not results[2]["anomaly"]  # the level was learned anew, not an alarm per reading
+
+
+def test_batch_of_many_series_in_one_request(api_server: ServerProcess) -> None:
+    t0 = 1_770_000_000
+    first = {"series": {f"batch.s{k}": {"observations": [{"t": t0, "v": k}]} for k in range(3)}}
+    url = f"{api_server.url}/api/v1/sensors/observations"
+    headers = {**AUTH, "Content-Type": "application/json"}
+    answer = requests.post(url, data=json.dumps(first), headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert {k: v["accepted"] for k, v in answer.json()["series"].items()} == {
+        "batch.s0": 1,
+        "batch.s1": 1,
+        "batch.s2": 1,
+    }
+    # s0 repeats its reading (a conflict of that series only); the others go on.
+    second = {
+        "series": {
+            "batch.s0": {"observations": [{"t": t0, "v": 0}]},
+            "batch.s1": {"observations": [{"t": t0 + 60, "v": 1}]},
+        }
+    }
+    answer = requests.post(url, data=json.dumps(second), headers=headers, timeout=30).json()
+    assert answer["series"]["batch.s0"]["error"]["code"] == "stale_observation"
+    assert answer["series"]["batch.s1"]["results"][0]["t"] == t0 + 60
+    # Bad input anywhere refuses the whole request: nothing is learned.
+    bad = {
+        "series": {
+            "batch.s2": {"observations": [{"t": t0 + 60, "v": 2}]},
+            "batch.s1": {"observations": [{"t": t0 + 120, "v": "x"}]},
+        }
+    }
+    refused = requests.post(url, data=json.dumps(bad), headers=headers, timeout=30)
+    assert refused.status_code == 400
+    assert error_code(refused) == "invalid_value"
+    state = requests.get(f"{api_server.url}/api/v1/sensors/batch.s2", headers=AUTH, timeout=10)
+    assert state.json()["observations"] == 1
+    not_series = requests.post(url, data=b'{"series": [1]}', headers=headers, timeout=30)
+    assert error_code(not_series) == "invalid_body"

@@ -127,36 +127,68 @@ class SensorPipeline:
         self, series_id: str, t: F64, v: F64, unit: str | None = None
     ) -> ObserveResult:
         """Learn a batch and commit it; raises ObservationError for the documented conflicts."""
+        outcome = (await self.observe_many({series_id: (t, v, unit)}))[series_id]
+        if isinstance(outcome, ObservationError):
+            raise outcome
+        return outcome
+
+    async def observe_many(
+        self, batches: dict[str, tuple[F64, F64, str | None]]
+    ) -> dict[str, ObserveResult | ObservationError]:
+        """Learn batches of many series and commit them in one transaction.
+
+        A series whose batch conflicts with what it learned gets its ObservationError; the
+        others are learned. The locks are taken in name order, so two calls never deadlock.
+        """
         self._started()
-        async with self._locks.setdefault(series_id, asyncio.Lock()):
-            row = self._series.get(series_id)
-            if row is None:
-                row = SeriesRow(series_id, unit, model.new_state())
-            elif unit is not None and row.unit is not None and unit != row.unit:
-                raise ObservationError(
-                    409,
-                    "unit_mismatch",
-                    f"{series_id} is learned in {row.unit!r}, not {unit!r}: DELETE it to start "
-                    "over in the new unit",
-                )
-            last_t = row.state[model.S_LAST_T]
-            if row.state[model.S_COUNT] > 0 and t[0] <= last_t:
-                raise ObservationError(
-                    409,
-                    "stale_observation",
-                    f"t={t[0]:.3f} is not after the last learned observation t={last_t:.3f}; "
-                    "send only newer ones",
-                )
-            state = row.state.copy()
-            if len(t) >= THREAD_BATCH:
-                out = await asyncio.to_thread(model.update, state, t, v, self._p)
-            else:
-                out = model.update(state, t, v, self._p)
-            new_row = SeriesRow(series_id, row.unit or unit, state)
-            await self._commit(new_row)
-            self._series[series_id] = new_row
-        self._publish_events(series_id, t, v, out)
-        return ObserveResult(series_id, t, v, out, new_row)
+        outcomes: dict[str, ObserveResult | ObservationError] = {}
+        async with contextlib.AsyncExitStack() as locks:
+            for series_id in sorted(batches):
+                await locks.enter_async_context(self._locks.setdefault(series_id, asyncio.Lock()))
+            rows = []
+            for series_id, (t, v, unit) in batches.items():
+                try:
+                    row = self._checked_row(series_id, t, unit)
+                except ObservationError as err:
+                    outcomes[series_id] = err
+                    continue
+                state = row.state.copy()
+                if len(t) >= THREAD_BATCH:
+                    out = await asyncio.to_thread(model.update, state, t, v, self._p)
+                else:
+                    out = model.update(state, t, v, self._p)
+                new_row = SeriesRow(series_id, row.unit or unit, state)
+                rows.append(new_row)
+                outcomes[series_id] = ObserveResult(series_id, t, v, out, new_row)
+            if rows:
+                await self._commit(rows)
+            for new_row in rows:
+                self._series[new_row.series_id] = new_row
+        for outcome in outcomes.values():
+            if isinstance(outcome, ObserveResult):
+                self._publish_events(outcome.series_id, outcome.t, outcome.v, outcome.out)
+        return outcomes
+
+    def _checked_row(self, series_id: str, t: F64, unit: str | None) -> SeriesRow:
+        row = self._series.get(series_id)
+        if row is None:
+            return SeriesRow(series_id, unit, model.new_state())
+        if unit is not None and row.unit is not None and unit != row.unit:
+            raise ObservationError(
+                409,
+                "unit_mismatch",
+                f"{series_id} is learned in {row.unit!r}, not {unit!r}: DELETE it to start "
+                "over in the new unit",
+            )
+        last_t = row.state[model.S_LAST_T]
+        if row.state[model.S_COUNT] > 0 and t[0] <= last_t:
+            raise ObservationError(
+                409,
+                "stale_observation",
+                f"t={t[0]:.3f} is not after the last learned observation t={last_t:.3f}; "
+                "send only newer ones",
+            )
+        return row
 
     async def reset(self, series_id: str) -> None:
         async with self._locks.setdefault(series_id, asyncio.Lock()):
@@ -227,12 +259,13 @@ class SensorPipeline:
             raise StoreUnavailableError("the sensors pipeline has not started")
         return self._store
 
-    async def _commit(self, row: SeriesRow) -> None:
-        """Queue the row for the next transaction and wait until it is on disk."""
+    async def _commit(self, rows: list[SeriesRow]) -> None:
+        """Queue the rows for the next transaction and wait until they are on disk."""
         pending = self._pending
         if pending.done is None:
             pending.done = asyncio.get_running_loop().create_future()
-        pending.rows[row.series_id] = row
+        for row in rows:
+            pending.rows[row.series_id] = row
         done = pending.done
         self._wake.set()
         await asyncio.shield(done)

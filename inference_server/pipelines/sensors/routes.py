@@ -9,13 +9,14 @@ from aiohttp import web
 
 from ...errors import ApiError
 from ...openapi import document, errors, json_body
-from .observations import ObservationError, check_series_id, parse_body
+from .observations import MAX_OBSERVATIONS, ObservationError, check_series_id, parse_body
 from .pipeline import SensorPipeline, StoreUnavailableError, UnknownSeriesError
 
 SENSORS_KEY: web.AppKey[SensorPipeline] = web.AppKey("sensors", SensorPipeline)
 SERIES_LIST = "/api/v1/sensors"
 SERIES = "/api/v1/sensors/{series_id}"
 OBSERVATIONS = "/api/v1/sensors/{series_id}/observations"
+BATCH = "/api/v1/sensors/observations"
 # 100,000 observations as JSON fit in about 5 MiB; a larger body is refused before parsing.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 RESULTS_MODES = ("all", "anomalies", "none")
@@ -27,6 +28,7 @@ def add_sensor_routes(app: web.Application, pipeline: SensorPipeline) -> None:
         [
             web.get(SERIES_LIST, list_series),
             web.post(OBSERVATIONS, post_observations),
+            web.post(BATCH, post_batch),
             web.get(SERIES, get_series),
             web.delete(SERIES, delete_series),
         ]
@@ -60,6 +62,47 @@ async def post_observations(request: web.Request) -> web.Response:
     if results != "none":
         body["results"] = result.rows(only_anomalies=results == "anomalies")
     return web.json_response(body)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """Many series in one request: bad input refuses all; a conflict is per series."""
+    pipeline = request.app[SENSORS_KEY]
+    results = request.query.get("results", "all")
+    try:
+        if results not in RESULTS_MODES:
+            raise ObservationError(400, "invalid_parameter", "results: all, anomalies or none")
+        body = await _read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("series"), dict):
+            raise ObservationError(
+                400, "invalid_body", 'The body must be {"series": {"<id>": {"observations": []}}}'
+            )
+        parsed = {}
+        for series_id, item in body["series"].items():
+            check_series_id(series_id)
+            try:
+                parsed[series_id] = parse_body(item)
+            except ObservationError as err:
+                raise ObservationError(err.status, err.code, f"{series_id}: {err}") from None
+        if sum(len(t) for t, _, _ in parsed.values()) > MAX_OBSERVATIONS:
+            raise ObservationError(
+                413, "too_many_observations", f"At most {MAX_OBSERVATIONS} observations per request"
+            )
+    except ObservationError as err:
+        raise ApiError(err.status, err.code, str(err)) from None
+    try:  # learned together: one SQLite transaction holds them all
+        outcomes = await pipeline.observe_many(parsed)
+    except StoreUnavailableError as err:
+        raise ApiError(503, "store_unavailable", str(err), retry_after=5) from None
+    answer: dict[str, Any] = {}
+    for series_id, outcome in outcomes.items():
+        if isinstance(outcome, ObservationError):
+            answer[series_id] = {"error": {"code": outcome.code, "message": str(outcome)}}
+        else:
+            entry: dict[str, Any] = {"accepted": len(outcome.t)}
+            if results != "none":
+                entry["results"] = outcome.rows(only_anomalies=results == "anomalies")
+            answer[series_id] = entry
+    return web.json_response({"series": answer})
 
 
 async def get_series(request: web.Request) -> web.Response:
@@ -183,6 +226,46 @@ _PATHS: dict[str, dict[str, Any]] = {
                     }
                 ),
                 **errors(400, 401, 409, 413, 503),
+            },
+        }
+    },
+    BATCH: {
+        "post": {
+            "summary": "Learn observations of many series in one request (one transaction)",
+            "operationId": "postSensorBatch",
+            "parameters": [
+                {
+                    "name": "results",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(RESULTS_MODES)},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["series"],
+                            "properties": {
+                                "series": {
+                                    "type": "object",
+                                    "additionalProperties": _OBSERVATIONS_SCHEMA,
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "properties": {"series": {"type": "object"}},
+                        "description": "per series: accepted and results, or error (409s)",
+                    }
+                ),
+                **errors(400, 401, 413, 503),
             },
         }
     },
