@@ -181,8 +181,8 @@ def test_every_metric_named_is_exposed_by_the_server(scraped: dict[str, Any]) ->
 
 def test_requests_show_up_in_the_metrics(scraped: dict[str, Any]) -> None:
     """The series behind the panels carry data, with the labels the panels group by."""
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {
+        (s.name, tuple(sorted(s.labels.items()))): float(s.value)
         for family in scraped["families"]
         for s in family.samples
     }
