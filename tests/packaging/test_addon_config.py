@@ -75,11 +75,24 @@ def test_default_options_pass_their_schema(config: dict[str, Any]) -> None:
     options = sv.validate_options(config["schema"], config["options"])
     assert options == config["options"]
     for key, kind in config["schema"].items():
-        assert sv.RE_SCHEMA_ELEMENT.match(kind), key
+        element = kind[0] if isinstance(kind, list) else kind
+        assert sv.RE_SCHEMA_ELEMENT.match(element), key
     # A user's typical values, and values the schema must refuse.
-    good = {**config["options"], "token": "a-long-enough-token", "advertise_url": "http://x:1"}
+    good = {
+        **config["options"],
+        "token": "a-long-enough-token",
+        "advertise_url": "http://x:1",
+        "llm_upstream": ["http://192.168.1.60:8080", "qwen3=https://gpu-box:8081/v1"],
+    }
     sv.validate_options(config["schema"], good)
-    for key, bad in (("token", "short"), ("max_queue", 0), ("log_level", "verbose")):
+    for key, bad in (
+        ("token", "short"),
+        ("max_queue", 0),
+        ("log_level", "verbose"),
+        ("speech_model", "large-v3"),  # not in the image
+        ("llm_upstream", ["gpu-box:8080"]),  # no scheme: the server would refuse to start
+        ("llm_upstream", "http://gpu-box:8080"),  # a list, not a string
+    ):
         with pytest.raises(vol.Invalid):
             sv.validate_options(config["schema"], {**config["options"], key: bad})
 

@@ -133,6 +133,8 @@ def test_run_script_with_broker_and_generated_token(sandbox: AddonSandbox) -> No
         "--host", "0.0.0.0",
         "--port", "8765",
         "--model-repo", "/opt/models",
+        "--speech-model-dir", "/opt/speech_models",
+        "--wyoming-port", "10300",
         "--data-dir", str(sandbox.data),
         "--advertise-url", "http://local-edge-inference:8765",
         "--mqtt-host", "core-mosquitto",
@@ -167,6 +169,8 @@ def test_run_script_with_users_token_url_and_tls_broker(sandbox: AddonSandbox) -
         "token": "user-chosen-token",
         "advertise_url": "http://homeassistant.local:8765",
         "log_level": "debug",
+        "speech_model": "base",
+        "llm_upstream": ["http://192.168.1.60:8080", "qwen3=http://gpu-box:8081/v1"],
     }
     anonymous_tls = {**MQTT_SERVICE, "ssl": True, "username": "", "password": ""}
     result = sandbox.run(RUN, options, anonymous_tls)
@@ -176,6 +180,8 @@ def test_run_script_with_users_token_url_and_tls_broker(sandbox: AddonSandbox) -
         "--host", "0.0.0.0",
         "--port", "8765",
         "--model-repo", "/opt/models",
+        "--speech-model-dir", "/opt/speech_models",
+        "--wyoming-port", "10300",
         "--data-dir", str(sandbox.data),
         "--mqtt-host", "core-mosquitto",
         "--mqtt-port", "1883",
@@ -189,6 +195,9 @@ def test_run_script_with_users_token_url_and_tls_broker(sandbox: AddonSandbox) -
     )
     assert settings.advertise_url == "http://homeassistant.local:8765"  # from options.json
     assert settings.log_level == "debug"
+    assert settings.speech_model == "base"
+    assert settings.llm_upstream == ("http://192.168.1.60:8080", "qwen3=http://gpu-box:8081/v1")
+    assert settings.wyoming_port == 10300
 
 
 def test_run_script_without_broker_still_starts(sandbox: AddonSandbox) -> None:

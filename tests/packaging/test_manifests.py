@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,7 @@ def test_addon_manifest_matches_project() -> None:
     config = _addon_config()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert str(config["version"]) == project["project"]["version"]
-    assert config["ports"] == {"8765/tcp": 8765}
+    assert config["ports"] == {"8765/tcp": 8765, "10300/tcp": 10300}  # HTTP API, Wyoming
     manifest = ROOT / "custom_components" / "edge_inference" / "manifest.json"
     # HA hands a Supervisor discovery to the integration of the same domain.
     domain = json.loads(manifest.read_text(encoding="utf-8"))["domain"]
@@ -169,7 +171,10 @@ def _server_services(compose: dict[str, Any]) -> list[dict[str, Any]]:
     for service in compose["services"].values():
         build = service.get("build") or {}
         image = str(service.get("image", ""))
-        if build.get("dockerfile") == SERVER_DOCKERFILE or image.startswith(SERVER_IMAGE):
+        # The server itself: the server image run with its own entrypoint (jetson's `models`
+        # step runs the same image with another one, to copy its models out).
+        built = build.get("dockerfile") == SERVER_DOCKERFILE
+        if (built or image.startswith(SERVER_IMAGE)) and "entrypoint" not in service:
             services.append(service)
     return services
 
@@ -257,31 +262,26 @@ def test_environment_variables_are_server_settings() -> None:
     assert not unknown
 
 
-def test_jetson_tensorrt_model_config(tmp_path: Path) -> None:
-    """The TensorRT model decodes like the ONNX one, and its batch range is the engine's."""
-    from inference_server.models.repository import parse_config
-
-    source = DEPLOY / "jetson" / "model_repository" / "yolov3-tiny-trt"
-    model_dir = tmp_path / "yolov3-tiny-trt"
-    model_dir.mkdir()
-    text = (source / "config.pbtxt").read_text(encoding="utf-8")
-    (model_dir / "labels.txt").write_text("person\n", encoding="utf-8")
-    config = parse_config(text, model_dir=model_dir)
-    assert config.name == model_dir.name
-    assert config.platform == "tensorrt_plan"
-    assert config.parameters["output_layout"] == "yolov5"
-    assert [(t.name, t.dims) for t in config.inputs] == [("images", (3, 416, 416))]
-    assert [(t.name, t.dims) for t in config.outputs] == [("output", (2535, 85))]
-
-    readme = (DEPLOY / "jetson" / "README.md").read_text(encoding="utf-8")
-    shapes = dict(re.findall(r"--(min|opt|max)Shapes=images:(\d+)x3x416x416", readme))
-    assert int(shapes["min"]) == 1
-    assert int(shapes["max"]) == config.max_batch_size
-
-    onnx_path = ROOT / "model_repository" / "yolov3-tiny" / "1" / "model.onnx"
-    if onnx_path.exists():  # made by scripts/setup: the engine is built from this model
-        onnx = pytest.importorskip("onnx")
-        model = onnx.load(str(onnx_path), load_external_data=False)
-        (output,) = model.graph.output
-        dims = tuple(d.dim_value for d in output.type.tensor_type.shape.dim[1:])
-        assert dims == config.outputs[0].dims
+def test_kubernetes_kustomize_renders_valid_resources() -> None:
+    """`kubectl kustomize` renders the folder (as `kubectl apply -k` would) and each resource
+    passes the Kubernetes API schema, strictly (kubernetes-validate ships the schemas)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: kustomize cannot render deploy/kubernetes")
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "kubernetes")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    resources = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    kinds = sorted(doc["kind"] for doc in resources)
+    assert kinds == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Secret", "Service"]
+    for doc in resources:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "edge-inference"
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    # And a broken one is refused: the check can fail.
+    deployment = next(doc for doc in resources if doc["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = "one"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.37.0", strict=True)

@@ -4,6 +4,9 @@
 # Shared by the edge_inference and discovery services (sourced by bashio scripts).
 # ==============================================================================
 readonly SERVER_PORT=8765
+# Wyoming speech-to-text for voice satellites (Wyoming's usual port; mapped in config.yaml).
+# shellcheck disable=SC2034  # used by the run script that sources this file
+readonly WYOMING_PORT=10300
 readonly TOKEN_FILE=/data/token
 
 # The API token: the user's option, else one generated on the first start and kept in
