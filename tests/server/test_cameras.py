@@ -245,9 +245,9 @@ async def test_an_mjpeg_camera_that_drops_and_comes_back(server: ServerProcess) 
         back = await poll_state(
             server,
             "ipcam",
-            lambda s: s["error"] is None
-            and s["frames"] > down["frames"]
-            and s["counts"]["person"] >= 4,  # counts are confirmed tracks: two frames in
+            lambda s: (
+                s["error"] is None and s["frames"] > down["frames"] and s["counts"]["person"] >= 4
+            ),  # counts are confirmed tracks: two frames in
             60,
         )
         assert back["state"] == "running"
