@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -57,6 +58,8 @@ class CameraRegistry:
         if not isinstance(saved, dict):
             _LOGGER.error("Ignoring %s: not a JSON object", self.path)
             return
+        with contextlib.suppress(OSError):  # written world-readable by an older version
+            os.chmod(self.path, 0o600)
         for camera_id, data in saved.items():
             try:
                 spec = CameraSpec.parse(data, self.media_root)

@@ -69,6 +69,11 @@ async def test_concurrent_replacements_leave_exactly_one_worker(registry: Camera
 async def test_cameras_json_is_private(registry: CameraRegistry) -> None:
     await registry.register("street", CameraSpec.parse(camera(), FIXTURES))
     assert registry.path.stat().st_mode & 0o777 == 0o600
+    registry.path.chmod(0o644)  # as an older version left it
+    await registry.stop()
+    await registry.start()
+    assert registry.path.stat().st_mode & 0o777 == 0o600
+    assert list(registry.workers) == ["street"]
 
 
 def test_an_empty_video_file_is_not_reopened_in_a_hot_loop(tmp_path: Path) -> None:
