@@ -253,6 +253,14 @@ class EdgeInferenceClient:
                 return None
             raise
 
+    async def async_delete_series(self, series_id: str) -> None:
+        """`DELETE /sensors/{id}`: forget what was learned; an unknown series is fine."""
+        try:
+            await self._request("DELETE", f"/sensors/{series_id}")
+        except RequestError as err:
+            if err.status != 404:
+                raise
+
     async def async_camera_snapshot(self, camera_id: str) -> bytes | None:
         """Latest annotated JPEG of a registered camera; None before the first frame."""
         try:

@@ -120,6 +120,10 @@ class SensorPipeline:
         if (state := self.hass.states.get(entity_id)) is not None:
             self.units[entity_id] = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
         known = await self.client.async_get_series(entity_id)
+        if known and known.get("unit") != self.units[entity_id]:
+            # The sensor changed unit since the server learned it: start over.
+            await self.client.async_delete_series(entity_id)
+            known = None
         last_t = float(known["last"]["t"]) if known else -math.inf
         start = dt_util.utcnow() - timedelta(days=self.warmup_days)
         observations = [o for o in await self._async_history(entity_id, start) if o["t"] > last_t]
@@ -186,7 +190,15 @@ class SensorPipeline:
             return
         entity_id = new_state.entity_id
         t = new_state.last_changed.timestamp()
+        unit = new_state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
         try:
+            if unit != self.units.get(entity_id):
+                # A new unit (°F for °C): what was learned no longer applies; learn anew.
+                await self.client.async_delete_series(entity_id)
+                self.units[entity_id] = unit
+                self.results.pop(entity_id, None)
+                self.forecasts.pop(entity_id, None)
+                self._forecast_at.pop(entity_id, None)
             answer = await self.client.async_post_observations(
                 entity_id, [{"t": t, "v": value}], unit=self.units.get(entity_id)
             )

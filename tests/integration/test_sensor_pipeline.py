@@ -165,7 +165,23 @@ async def test_warm_up_from_the_recorder_then_stream_and_fire_anomalies(
     assert fired.attributes["direction"] == "up"
     assert hass.states.get(problem).attributes["kind"] == "spike"  # type: ignore[union-attr]
 
+    # The sensor switches to Fahrenheit: what was learned in °C is dropped, learning starts over.
+    hass.states.async_set(FREEZER, "0.5", {**ATTRS, "unit_of_measurement": "°F"})
+    await async_wait_for(hass, lambda: _series_unit(server) == "°F")
+    assert _series(server)["observations"] == 1
+    await async_wait_for(hass, lambda: _state(hass, expected) != "")
+    assert hass.states.get(expected).attributes["unit_of_measurement"] == "°F"  # type: ignore[union-attr]
+
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _series_unit(server: ServerProcess) -> str | None:
+    response = requests.get(
+        f"{server.url}/api/v1/sensors/{FREEZER}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    return response.json().get("unit") if response.status_code == 200 else None
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str:
