@@ -12,6 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from inference_server.pipelines.vision.bounded_decode import (
+    decode_bounded,
+    read_header,
+    reduction_for,
+)
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import TOKEN, image_bytes
@@ -194,3 +199,19 @@ async def test_metrics_count_the_status_callers_got(api_server: ServerProcess) -
     assert 'edge_inference_requests_total{route="unmatched",status="404"}' in text
     assert 'edge_inference_requests_total{route="/api/v1/vision/detect",status="404"}' in text
     assert 'status="500"' not in text
+
+
+def test_reduced_decoding_keeps_twice_the_model_input() -> None:
+    original = cv2.imdecode(np.frombuffer(image_bytes("street_people.jpg"), np.uint8), 1)
+    assert original is not None
+    photo = cv2.resize(original, (4000, 3000))
+    ok, jpeg = cv2.imencode(".jpg", photo)
+    assert ok
+    data = jpeg.tobytes()
+    header = read_header(data, 40_000_000)
+    assert (header.format, header.width, header.height) == ("JPEG", 4000, 3000)
+    factor = reduction_for(header, 416, 416)
+    assert factor == 4  # 1000 x 750: still over twice the 416 x 312 letterboxed image
+    assert decode_bounded(data, header, factor).shape == (750, 1000, 3)
+    small = read_header(image_bytes("coffee.jpg"), 40_000_000)
+    assert reduction_for(small, 416, 416) == 1
