@@ -117,6 +117,19 @@ _SPEC_SCHEMA: dict[str, Any] = {
         "name": {"type": "string"},
         "end_after": {"type": "number", "minimum": 0},
         "update_interval": {"type": "number", "minimum": 0},
+        "motion_threshold": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "share of the frame that must change for a detection to run (0: "
+            "every frame)",
+        },
+        "detect_source": {
+            "type": "string",
+            "nullable": True,
+            "description": "a lower-resolution stream of the same camera, read for motion "
+            "and detection instead of source",
+        },
     },
 }
 _STATE_SCHEMA: dict[str, Any] = {
@@ -127,6 +140,8 @@ _STATE_SCHEMA: dict[str, Any] = {
         "source": {"type": "string", "description": "with any credentials replaced by ***"},
         "running": {"type": "boolean"},
         "frames": {"type": "integer"},
+        "frames_skipped": {"type": "integer", "description": "frames gated out: no motion"},
+        "detect_source": {"type": "string", "nullable": True},
         "last_frame_time": {"type": "number", "nullable": True},
         "error": {"type": "string", "nullable": True},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},

@@ -25,12 +25,19 @@ NETWORK_TIMEOUT_MS = 10_000
 class FrameReader(threading.Thread):
     """Keeps the newest frame of a stream; reconnects with backoff; loops files."""
 
-    def __init__(self, source: str, *, max_backoff_s: float = MAX_BACKOFF_S) -> None:
+    def __init__(
+        self, source: str, *, max_backoff_s: float = MAX_BACKOFF_S, retrieve_every_s: float = 0.0
+    ) -> None:
         super().__init__(daemon=True, name=f"camera-reader-{redact_source(source)}")
         self.is_file = is_local_file(source)
         self.source = str(local_path(source)) if self.is_file else source
         self._shown = redact_source(source)
         self._max_backoff_s = max_backoff_s
+        # Every frame is grabbed (the stream must be drained, and H.264 frames depend on the
+        # ones before), but converted to BGR only this often: the worker samples at its fps.
+        self._retrieve_every_s = retrieve_every_s
+        self.grabbed = 0
+        self.retrieved = 0
         self._latest: tuple[Image, float] | None = None
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -80,11 +87,22 @@ class FrameReader(threading.Thread):
             fps = capture.get(cv2.CAP_PROP_FPS)
             delay = 1.0 / fps if self.is_file and 0 < fps < 1000 else 0.1 if self.is_file else 0.0
             frames = 0
+            last_retrieved = -float("inf")
             while not self._stop_event.is_set():
-                ok, frame = capture.read()
-                if not ok or frame is None:
+                if not capture.grab():
                     break  # end of file (loop it) or a dropped stream (reconnect)
                 frames += 1
+                self.grabbed += 1
+                now = time.monotonic()
+                if now - last_retrieved < self._retrieve_every_s:
+                    if delay:
+                        self._stop_event.wait(delay)
+                    continue
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    break
+                last_retrieved = now
+                self.retrieved += 1
                 self.error = None
                 with self._lock:
                     self._latest = (np.asarray(frame, dtype=np.uint8), time.time())

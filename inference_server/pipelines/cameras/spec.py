@@ -30,6 +30,12 @@ class CameraSpec:
     name: str = ""
     end_after: float = 5.0  # seconds unseen before a track ends
     update_interval: float = 10.0
+    # Motion gating (pipelines/vision/motion.py): the share of the frame that must change for a
+    # detection to run; 0 runs one on every frame.
+    motion_threshold: float = 0.0
+    # A lower-resolution stream of the same camera (a camera's "sub stream") read for motion and
+    # detection instead of `source`: far less to decode.
+    detect_source: str | None = None
 
     @classmethod
     def parse(cls, data: dict[str, Any], media_root: Path | None = None) -> CameraSpec:
@@ -51,6 +57,7 @@ class CameraSpec:
             ("min_score", 0.0, 1.0),
             ("end_after", 0.0, 3600.0),
             ("update_interval", 0.0, 86400.0),
+            ("motion_threshold", 0.0, 1.0),
         ):
             if data.get(key) is not None:
                 setattr(spec, key, _number(key, data[key], low, high))
@@ -58,6 +65,17 @@ class CameraSpec:
         if model is not None and not isinstance(model, str):
             raise ValueError("model: a model name")
         spec.model = model or None
+        detect_source = data.get("detect_source")
+        if detect_source is not None:
+            if not isinstance(detect_source, str):
+                raise ValueError("detect_source: a stream URL or file path")
+            detect_source = detect_source.strip()
+            try:
+                if detect_source:
+                    check_source(detect_source, media_root)
+            except ValueError as err:  # the same rules as source, named for this field
+                raise type(err)(str(err).replace("source:", "detect_source:", 1)) from None
+        spec.detect_source = detect_source or None
         return spec
 
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ...metrics import Metrics
 from ..vision import Detection, DetectOptions, VisionPipeline
 from ..vision.annotate import annotate_jpeg
+from ..vision.motion import MotionGate
 from ..vision.preprocess import Image
 from .reader import FrameReader
 from .spec import CameraSpec, redact_source, redact_text
@@ -72,7 +73,9 @@ class CameraWorker:
         self.vision = vision
         self.publish = publish
         self.metrics = metrics
-        self.gate: FrameGate = gate or EveryFrame()
+        self.gate: FrameGate = gate or (
+            MotionGate(spec.motion_threshold) if spec.motion_threshold > 0 else EveryFrame()
+        )
         self.frames = 0
         self.last_frame_time: float | None = None
         self.error: str | None = None
@@ -82,7 +85,9 @@ class CameraWorker:
         # (most frames are never looked at), then kept until the next frame.
         self._frame: tuple[Image, list[tuple[Detection, int]]] | None = None
         self._snapshot: bytes | None = None
-        self._reader = reader or FrameReader(spec.source)
+        self._reader = reader or FrameReader(
+            spec.detect_source or spec.source, retrieve_every_s=0.5 / spec.fps
+        )
         self._task: asyncio.Task[None] | None = None
         self._started = time.time()
         self._status: tuple[str, str | None] | None = None
@@ -127,8 +132,12 @@ class CameraWorker:
         state, error = self.status()
         return {
             "camera_id": self.camera_id,
-            **{k: v for k, v in asdict(self.spec).items() if k != "source"},
+            **{k: v for k, v in asdict(self.spec).items() if k not in ("source", "detect_source")},
             "source": redact_source(self.spec.source),
+            "detect_source": redact_source(self.spec.detect_source)
+            if self.spec.detect_source
+            else None,
+            "frames_skipped": getattr(self.gate, "skipped", 0),  # gated out: nothing moved
             "running": state in (RUNNING, STALLED),
             "state": state,
             "frames": self.frames,
