@@ -100,7 +100,9 @@ class Server:
             else None
         )
         self._speech_load: asyncio.Task[None] | None = None
-        self.sensors = SensorPipeline(settings.data_dir, self._publish)
+        self.sensors = SensorPipeline(
+            settings.data_dir, self._publish, registry=self.metrics.registry
+        )
         self.cameras = CameraRegistry(
             self.vision,
             self._publish,

@@ -236,3 +236,22 @@ def test_batch_of_many_series_in_one_request(api_server: ServerProcess) -> None:
     assert state.json()["observations"] == 1
     not_series = requests.post(url, data=b'{"series": [1]}', headers=headers, timeout=30)
     assert error_code(not_series) == "invalid_body"
+
+
+def test_metrics_count_observations_anomalies_and_series(api_server: ServerProcess) -> None:
+    def metric(text: str, name: str) -> float:
+        values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+        return sum(values)
+
+    before = requests.get(f"{api_server.url}/metrics", headers=AUTH, timeout=10).text
+    observations = daily_series(2, end=1_790_000_000)
+    observations[-1]["v"] += 10.0  # a spike at the end
+    assert post(api_server, "metrics.t", {"observations": observations}).ok
+    after = requests.get(f"{api_server.url}/metrics", headers=AUTH, timeout=10).text
+    added = metric(after, "edge_inference_sensor_observations_total") - metric(
+        before, "edge_inference_sensor_observations_total"
+    )
+    assert added == len(observations)
+    spikes = 'edge_inference_sensor_anomalies_total{kind="spike"}'
+    assert metric(after, spikes) >= metric(before, spikes) + 1
+    assert metric(after, "edge_inference_sensor_series ") >= 1

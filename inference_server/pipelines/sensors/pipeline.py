@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from . import model
 from .model import F64, KIND_NAMES, ModelParams
@@ -34,6 +35,28 @@ MAX_HORIZON_S = 7 * model.DAY_S
 MAX_FORECAST_POINTS = 500
 
 Publish = Callable[[str, dict[str, Any], int], None]
+
+
+class SensorMetrics:
+    """Prometheus counters of what the models saw (on the server's registry)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.observations = Counter(
+            "edge_inference_sensor_observations", "Observations learned", registry=registry
+        )
+        self.anomalies = Counter(
+            "edge_inference_sensor_anomalies",
+            "Anomaly episodes started, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.series = Gauge("edge_inference_sensor_series", "Series learned", registry=registry)
+
+    def count(self, out: F64) -> None:
+        self.observations.inc(len(out))
+        starts = out[out[:, model.OUT_EVENT] == model.EVENT_START, model.OUT_KIND]
+        for kind, n in zip(*np.unique(starts.astype(np.int64), return_counts=True), strict=True):
+            self.anomalies.labels(KIND_NAMES[int(kind)]).inc(int(n))
 
 
 class UnknownSeriesError(KeyError):
@@ -85,8 +108,10 @@ class SensorPipeline:
         data_dir: Path,
         publish: Publish | None = None,
         params: ModelParams | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.params = params or ModelParams()
+        self._metrics = SensorMetrics(registry or CollectorRegistry())
         self._p = self.params.as_array()
         self._path = data_dir / "sensors.sqlite3"
         self._store: SensorStore | None = None
@@ -100,6 +125,7 @@ class SensorPipeline:
     async def start(self) -> None:
         self._store = store = await asyncio.to_thread(SensorStore, self._path)
         self._series = await asyncio.to_thread(store.load_all)
+        self._metrics.series.set(len(self._series))
         # Compile (or load from numba's cache) before the first request needs it.
         await asyncio.to_thread(model.update, model.new_state(), np.zeros(0), np.zeros(0), self._p)
         self._writer = asyncio.create_task(self._write_loop(), name="sensor-store")
@@ -164,8 +190,10 @@ class SensorPipeline:
                 await self._commit(rows)
             for new_row in rows:
                 self._series[new_row.series_id] = new_row
+            self._metrics.series.set(len(self._series))
         for outcome in outcomes.values():
             if isinstance(outcome, ObserveResult):
+                self._metrics.count(outcome.out)
                 self._publish_events(outcome.series_id, outcome.t, outcome.v, outcome.out)
         return outcomes
 
@@ -196,6 +224,7 @@ class SensorPipeline:
                 raise UnknownSeriesError(series_id)
             await asyncio.to_thread(self._started().delete, series_id)
             del self._series[series_id]
+            self._metrics.series.set(len(self._series))
 
     def state(self, series_id: str, horizon_s: float = 3600.0, points: int = 12) -> dict[str, Any]:
         row = self._series.get(series_id)
