@@ -363,3 +363,43 @@ async def test_server_still_healthy_after_all_of_the_above(
     )
     assert status == 200
     assert normalise(body["text"]) == "set the thermostat to 21 degrees"
+
+
+@pytest.fixture
+def base_server(tmp_path: Path, model_repo: Path) -> Iterator[ServerProcess]:
+    if not (ROOT / "speech_models" / "base" / "model.bin").is_file():
+        pytest.skip("scripts/setup installs speech_models/base (joined from its two parts)")
+    proc = ServerProcess(
+        tmp_path / "base_server",
+        mqtt_port=None,
+        token=TOKEN,
+        model_repo=model_repo,
+        extra_args=["--speech-model", "base"],
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+async def test_multilingual_base_model_detects_the_language(
+    base_server: ServerProcess, speech: dict[str, Path]
+) -> None:
+    status, body, _ = await post_audio(
+        base_server, speech["goforward_16k_mono"].read_bytes(), "audio/wav"
+    )
+    assert status == 200, body
+    assert body["model"] == "base"
+    assert body["language"] == "en"  # detected: no language was given
+    assert normalise(body["text"]) == "go forward 10 meters"
+    status, body, _ = await post_audio(
+        base_server, speech["kitchen_lights_44k_stereo"].read_bytes(), "audio/wav", "?language=en"
+    )
+    assert status == 200, body
+    assert normalise(body["text"]) == "turn on the kitchen lights"
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.get(base_server.url + "/api/v1/info") as resp,
+    ):
+        stt = (await resp.json())["capabilities"]["stt"]
+    assert stt["model"] == "base"
+    assert {"en", "de", "fr", "nl"} <= set(stt["languages"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference_server.config import ConfigError, load_settings
 from inference_server.pipelines.speech.agreement import LocalAgreement
 from inference_server.pipelines.speech.audio import (
     WHISPER_RATE,
@@ -166,3 +167,24 @@ def test_phrases_must_be_a_list_of_short_strings() -> None:
         clean_phrases([3])
     with pytest.raises(InvalidPhrasesError):
         clean_phrases(["x" * 500])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--wyoming-port", "70000"], "--wyoming-port"),
+        (["--speech-max-streams", "0"], "--speech-max-streams"),
+        (["--speech-max-audio-s", "-1"], "--speech-max-audio-s"),
+    ],
+)
+def test_bad_speech_settings_are_refused_by_name(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(["--token", "long-enough-token", *argv], env={})
+
+
+def test_speech_settings_from_the_environment() -> None:
+    env = {"EDGE_INFERENCE_WYOMING_PORT": "10300", "EDGE_INFERENCE_SPEECH_MODEL": "base"}
+    settings = load_settings(["--token", "long-enough-token"], env=env)
+    assert settings.wyoming_port == 10300
+    assert settings.speech_model == "base"
+    assert settings.speech_short_window is True
