@@ -133,7 +133,8 @@ class Server:
         await self.cameras.start()
         await self.sensors.start()
         # The Whisper model loads in its own thread meanwhile; requests wait for it if early.
-        self._speech_load = asyncio.create_task(self.speech.start(), name="speech-load")
+        if self.settings.speech_preload:
+            self._speech_load = asyncio.create_task(self.speech.start(), name="speech-load")
         if self.wyoming:
             await self.wyoming.start()
         self._stats_task = asyncio.create_task(self._stats_loop(), name="stats")

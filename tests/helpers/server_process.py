@@ -66,6 +66,9 @@ class ServerProcess:
             self.url,
             "--log-level",
             "info",
+            # the Whisper model loads on first use: most test servers never transcribe
+            "--speech-preload",
+            "false",
         ]
         if mqtt_port is not None:
             self.args += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port)]
