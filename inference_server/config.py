@@ -112,8 +112,6 @@ _HELP: dict[str, str] = {
     "speech_max_streams": "live speech streams at once (WebSocket and Wyoming) before 503",
     "speech_max_audio_s": "longest audio one /speech/transcribe request may hold, in seconds",
     "wyoming_port": "TCP port of the Wyoming speech-to-text server (0: off; Wyoming's usual 10300)",
-    "speech_short_window": "encode commands in max(10 s, audio + 2 s), not Whisper's 30 s window "
-    "(about 5x faster on a CPU; true/false)",
     "speech_short_window": "final decodes encode max(10 s, audio + 2 s), not Whisper's 30 s "
     "(about 3x faster on a CPU, a little less accurate; partial passes always do; true/false)",
     "speech_preload": "load the speech model at start, so the first command does not wait for it "
