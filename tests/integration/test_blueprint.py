@@ -25,3 +25,21 @@ def test_blueprint_is_valid(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     for name in blueprint.inputs:
         assert f"!input {name}" in text, name
+
+
+@pytest.mark.parametrize("path", BLUEPRINTS, ids=lambda p: p.name)
+def test_blueprint_selectors_are_filtered_to_this_integration(path: Path) -> None:
+    """Inputs that pick one of our entities offer only this integration's entities."""
+    blueprint = models.Blueprint(
+        loader.load_yaml_dict(str(path)),
+        expected_domain="automation",
+        schema=AUTOMATION_BLUEPRINT_SCHEMA,
+    )
+    ours = {"event", "image", "binary_sensor", "sensor", "camera"}
+    for name, spec in blueprint.inputs.items():
+        entity = (spec or {}).get("selector", {}).get("entity")
+        if entity is None:
+            continue
+        for entry in entity.get("filter", []):
+            if entry.get("domain") in ours:
+                assert entry.get("integration") == "edge_inference", name
