@@ -41,5 +41,7 @@ def test_blueprint_selectors_are_filtered_to_this_integration(path: Path) -> Non
         if entity is None:
             continue
         for entry in entity.get("filter", []):
-            if entry.get("domain") in ours:
+            domains = entry.get("domain", [])
+            domains = [domains] if isinstance(domains, str) else domains
+            if set(domains) & ours:
                 assert entry.get("integration") == "edge_inference", name
