@@ -314,3 +314,18 @@ def make_triton_detector_repo(
     shutil.copy2(src_onnx, model_dir / "1" / "model.onnx")
     shutil.copy2(labels, model_dir / "labels.txt")
     return model_dir
+
+
+def make_triton_python_model(installed: Path, dest: Path) -> Path:
+    """An installed onnxruntime_onnx model dir (config.pbtxt kept: tensors, parameters) as a
+    python-backend model under dest: the same config the local backend reads, run by Triton."""
+    model_dir = dest / installed.name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    config = (installed / "config.pbtxt").read_text()
+    config = config.replace('platform: "onnxruntime_onnx"', 'backend: "python"')
+    config += "instance_group [{ kind: KIND_CPU count: 1 }]\n"
+    (model_dir / "config.pbtxt").write_text(config)
+    (model_dir / "1" / "model.py").write_text(MODEL_PY)
+    shutil.copy2(installed / "1" / "model.onnx", model_dir / "1" / "model.onnx")
+    shutil.copy2(installed / "labels.txt", model_dir / "labels.txt")
+    return model_dir

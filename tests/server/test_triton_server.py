@@ -10,8 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from inference_server.models.install_default import DEFAULT_MODEL
 from tests.helpers.server_process import ServerProcess
-from tests.helpers.triton import TritonServer, make_triton_detector_repo, triton_available
+from tests.helpers.triton import (
+    TritonServer,
+    make_triton_detector_repo,
+    make_triton_python_model,
+    triton_available,
+)
 
 from .conftest import TOKEN, image_bytes
 
@@ -26,6 +32,9 @@ def triton(tmp_path_factory: pytest.TempPathFactory, model_repo: Path) -> Iterat
     repo = tmp_path_factory.mktemp("triton_repo")
     model_dir = model_repo / "yolov3-tiny"
     make_triton_detector_repo(model_dir / "1" / "model.onnx", model_dir / "labels.txt", repo)
+    # The default detector too: its pre-processing parameters reach the pipeline from Triton's
+    # own copy of config.pbtxt, so both backends must give the same boxes.
+    make_triton_python_model(model_repo / DEFAULT_MODEL, repo)
     server = TritonServer(tmp_path_factory.mktemp("triton"), repo)
     server.start()
     yield server
@@ -47,23 +56,29 @@ def triton_api(
     proc.stop()
 
 
-async def detect(server: ServerProcess, image: str) -> tuple[int, dict[str, object]]:
+async def detect(
+    server: ServerProcess, image: str, model: str = ""
+) -> tuple[int, dict[str, object]]:
     async with (
         aiohttp.ClientSession() as session,
         session.post(
-            server.url + "/api/v1/vision/detect", headers=HEADERS, data=image_bytes(image)
+            server.url + f"/api/v1/vision/detect?model={model}",
+            headers=HEADERS,
+            data=image_bytes(image),
         ) as resp,
     ):
         return resp.status, await resp.json()
 
 
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, "yolov3-tiny"])
 @pytest.mark.parametrize("image", IMAGES)
 async def test_triton_gives_the_same_detections_as_local(
-    triton_api: ServerProcess, api_server: ServerProcess, image: str
+    triton_api: ServerProcess, api_server: ServerProcess, image: str, model: str
 ) -> None:
-    status_t, via_triton = await detect(triton_api, image)
-    status_l, via_local = await detect(api_server, image)
+    status_t, via_triton = await detect(triton_api, image, model)
+    status_l, via_local = await detect(api_server, image, model)
     assert (status_t, status_l) == (200, 200), (via_triton, via_local)
+    assert via_triton["model"] == via_local["model"] == model
     assert via_triton["detections"] == via_local["detections"]
     assert via_triton["detections"]
 
