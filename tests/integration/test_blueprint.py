@@ -35,7 +35,7 @@ def test_blueprint_selectors_are_filtered_to_this_integration(path: Path) -> Non
         expected_domain="automation",
         schema=AUTOMATION_BLUEPRINT_SCHEMA,
     )
-    ours = {"event", "image", "binary_sensor", "sensor", "camera"}
+    ours = {"event", "image", "binary_sensor", "sensor"}  # cameras come from any integration
     for name, spec in blueprint.inputs.items():
         entity = (spec or {}).get("selector", {}).get("entity")
         if entity is None:

@@ -4,6 +4,8 @@ against the integration's own entities: each fires when it should and stays quie
 - Lights on detection: a stream pipeline whose counts and events arrive over MQTT (mocked
   server and MQTT, as in test_pipeline.py), the pipeline's real occupancy sensor, HA's real
   state trigger with its `for:` dwell, time and sun conditions. `light` services are recorded.
+- Ask what a camera sees: a sentence to Assist (HA's conversation component) runs the
+  integration's detect_objects action on a camera (mocked server) and speaks the counts.
 - Notify on a sensor anomaly: the real server on a real Mosquitto, a sensor pipeline warmed
   from the recorder (as in test_sensor_pipeline.py), a spike fed in, the pipeline's real
   anomaly event entity. `notify.send_message` is recorded.
@@ -215,3 +217,33 @@ async def test_notify_on_sensor_anomaly(
     assert f"expected about {round(expected, 1)}" in call.data["message"]
     assert "Freezer" in call.data["message"]
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.usefixtures("mock_mqtt")
+@pytest.mark.parametrize("expected_lingering_timers", [True])
+async def test_ask_what_a_camera_sees(
+    hass: HomeAssistant, mock_server: AiohttpClientMocker
+) -> None:
+    """A sentence to Assist runs detect_objects on the camera and answers with the counts
+    (the mocked server returns 2 persons at 0.9 and 0.6, a car at 0.7, and a broken entry)."""
+    await async_setup_entry(hass)
+    assert await async_setup_component(hass, "homeassistant", {})
+    assert await async_setup_component(hass, "conversation", {})
+    await _automation(
+        hass,
+        "ask_what_a_camera_sees.yaml",
+        {"camera": "camera.street", "min_score": 0.5},
+    )
+
+    async def ask(text: str) -> str:
+        result = await hass.services.async_call(
+            "conversation", "process", {"text": text}, blocking=True, return_response=True
+        )
+        assert result is not None
+        return str(result["response"]["speech"]["plain"]["speech"])
+
+    assert await ask("what do you see on the driveway") == "I see 1 car and 2 persons."
+    detects = [c for c in mock_server.mock_calls if "/vision/detect" in str(c[1])]
+    assert len(detects) == 1
+    assert await ask("what is the weather like") != "I see 1 car and 2 persons."
+    assert len([c for c in mock_server.mock_calls if "/vision/detect" in str(c[1])]) == 1
