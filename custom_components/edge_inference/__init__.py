@@ -20,7 +20,7 @@ from .pipeline import CameraPipeline
 from .repairs import async_clear_issues
 from .sensor_pipeline import SUBENTRY_SENSORS, SensorPipeline
 from .services import async_setup_services
-from .subentries import async_follow_subentries
+from .subentries import async_follow_subentries, async_migrate_camera_refs
 
 PLATFORMS = [
     Platform.BINARY_SENSOR,
@@ -56,6 +56,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry
     for unsubscribe in await coordinator.async_subscribe():
         entry.async_on_unload(unsubscribe)
 
+    async_migrate_camera_refs(hass, entry)
     cameras = {
         subentry_id: subentry
         for subentry_id, subentry in entry.subentries.items()

@@ -96,7 +96,10 @@ class PipelineEntity(EdgeInferenceEntity):
         """Stream mode lives on pushed state; snapshot mode polls over HTTP and does not
         need the broker (the server's last known status still counts)."""
         if self.pipeline.mode == MODE_SNAPSHOT:
-            return self.coordinator.last_update_success and self.coordinator.online
+            # Without the broker the server's status is unknown (even a last `offline`).
+            return self.coordinator.last_update_success and (
+                self.coordinator.online or not self.coordinator.mqtt_connected
+            )
         return super().available
 
     async def async_added_to_hass(self) -> None:

@@ -11,6 +11,7 @@ from homeassistant.components import camera
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
 from homeassistant.util import dt as dt_util
 
@@ -42,6 +43,18 @@ if TYPE_CHECKING:
     from .models import EdgeInferenceConfigEntry
 
 type EventListener = Callable[[dict[str, Any]], None]
+
+
+def camera_ref(hass: HomeAssistant, entity_id: str) -> str:
+    """What a pipeline stores: the camera's entity registry id, if it has one."""
+    entry = er.async_get(hass).async_get(entity_id)
+    return entry.id if entry else entity_id
+
+
+def camera_entity_id(hass: HomeAssistant, ref: str) -> str:
+    """An entity id from an entity registry id (or an entity id, as stored before)."""
+    # A registry id whose entity is gone stays as it is: camera calls then report it.
+    return er.async_resolve_entity_id(er.async_get(hass), ref) or ref
 
 
 class CameraPipeline:
@@ -80,7 +93,8 @@ class CameraPipeline:
         self.data = dict(subentry.data)
         self.title = subentry.title
         data = subentry.data
-        self.camera_entity_id: str = data[CONF_CAMERA_ENTITY_ID]
+        # The camera's entity registry id (an entity id in subentries made before 0.2).
+        self.camera_ref: str = data[CONF_CAMERA_ENTITY_ID]
         self.labels: list[str] = list(data[CONF_LABELS])
         self.min_score = float(data.get(CONF_MIN_SCORE, DEFAULT_MIN_SCORE))
         self.requested_mode: str = data.get(CONF_MODE, MODE_SNAPSHOT)
@@ -94,6 +108,11 @@ class CameraPipeline:
         # The server's word on the stream source (camera status topic), stream mode only.
         self.source_state: str | None = None
         self.source_error: str | None = None
+
+    @property
+    def camera_entity_id(self) -> str:
+        """The camera's entity id now: followed by registry id, so a rename keeps working."""
+        return camera_entity_id(self.hass, self.camera_ref)
 
     @property
     def healthy(self) -> bool:
@@ -324,7 +343,7 @@ class CameraPipeline:
             not self._running
             or not self.enabled
             or self._busy
-            or not self.coordinator.online
+            or (not self.coordinator.online and self.coordinator.mqtt_connected)
             or self.coordinator.auth_failed
         ):
             return

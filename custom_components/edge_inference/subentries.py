@@ -20,9 +20,9 @@ from homeassistant.config_entries import (
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 
-from .const import SUBENTRY_CAMERA
+from .const import CONF_CAMERA_ENTITY_ID, SUBENTRY_CAMERA
 from .models import EdgeInferenceConfigEntry
-from .pipeline import CameraPipeline
+from .pipeline import CameraPipeline, camera_ref
 
 
 @callback
@@ -87,3 +87,16 @@ async def async_sync_pipelines(hass: HomeAssistant, entry: EdgeInferenceConfigEn
                 if new_labels := [label for label in pipeline.labels if label not in before]:
                     for add in runtime.pipeline_adders:
                         add(pipeline, new_labels)
+
+
+@callback
+def async_migrate_camera_refs(hass: HomeAssistant, entry: EdgeInferenceConfigEntry) -> None:
+    """Pipelines stored by entity id follow their camera by registry id from now on."""
+    for subentry in list(entry.subentries.values()):
+        ref = subentry.data.get(CONF_CAMERA_ENTITY_ID)
+        if subentry.subentry_type != SUBENTRY_CAMERA or not isinstance(ref, str):
+            continue
+        if (new := camera_ref(hass, ref)) != ref:
+            hass.config_entries.async_update_subentry(
+                entry, subentry, data={**subentry.data, CONF_CAMERA_ENTITY_ID: new}
+            )

@@ -34,6 +34,7 @@ from .const import (
     MODE_SNAPSHOT,
     MODE_STREAM,
 )
+from .pipeline import camera_entity_id, camera_ref
 
 
 def _schema(labels: list[str], *, with_camera: bool) -> vol.Schema:
@@ -102,7 +103,7 @@ class CameraSubentryFlow(ConfigSubentryFlow):
         if user_input is not None:
             camera = user_input[CONF_CAMERA_ENTITY_ID]
             if any(
-                sub.data.get(CONF_CAMERA_ENTITY_ID) == camera
+                camera_entity_id(self.hass, sub.data.get(CONF_CAMERA_ENTITY_ID, "")) == camera
                 for sub in self._get_entry().subentries.values()
             ):
                 return self.async_abort(reason="already_configured")
@@ -111,7 +112,9 @@ class CameraSubentryFlow(ConfigSubentryFlow):
             else:
                 state = self.hass.states.get(camera)
                 title = state.name if state else camera
-                return self.async_create_entry(title=title, data=user_input, unique_id=camera)
+                # Kept by registry id: the pipeline follows a renamed camera.
+                data = {**user_input, CONF_CAMERA_ENTITY_ID: camera_ref(self.hass, camera)}
+                return self.async_create_entry(title=title, data=data, unique_id=camera)
         suggested = {**DEFAULTS, CONF_LABELS: [x for x in DEFAULT_LABELS if x in labels]}
         return self.async_show_form(
             step_id="user",

@@ -95,9 +95,8 @@ async def async_add_pipeline(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     await async_wait_for(hass, lambda: entry.state is ConfigEntryState.LOADED)
-    return next(
-        sid for sid, sub in entry.subentries.items() if sub.data["camera_entity_id"] == camera
-    )
+    # The subentry keeps the camera's registry id; its unique id is the entity id it had.
+    return next(sid for sid, sub in entry.subentries.items() if sub.unique_id == camera)
 
 
 def record_events(hass: HomeAssistant, entity_id: str) -> list[dict[str, Any]]:

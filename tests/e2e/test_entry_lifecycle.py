@@ -42,12 +42,12 @@ async def test_manual_setup_reauth_reconfigure_unload(
 ) -> None:
     """The token is checked by the real server at every step."""
     await async_setup_test_cameras(hass)
-    # Manual setup; a wrong token is refused by the server first.
+    # Manual setup; with a wrong token the server cannot prove it holds it: never sent.
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_URL: server.url, CONF_API_TOKEN: "wrong-token"}
     )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": "unverified_server"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_URL: server.url, CONF_API_TOKEN: TOKEN}
     )
@@ -94,6 +94,7 @@ async def test_manual_setup_reauth_reconfigure_unload(
     camera_id = next(iter(entry.runtime_data.pipelines.values())).camera_id
     assert our_subscriptions(hass) == [
         f"edge_inference/{SERVER_ID}/announce",
+        f"edge_inference/{SERVER_ID}/camera/{camera_id}/status",
         f"edge_inference/{SERVER_ID}/cameras/{camera_id}/counts",
         f"edge_inference/{SERVER_ID}/events",
         f"edge_inference/{SERVER_ID}/stats",

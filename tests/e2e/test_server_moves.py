@@ -58,7 +58,6 @@ def moved_server(broker: MosquittoBroker, server: ServerProcess) -> Generator[Se
         mqtt_port=broker.port,
         token=TOKEN,
         server_id=SERVER_ID,
-        extra_args=server.args[server.args.index("--default-model") :][:2],
     )
     assert moved.url != server.url
     yield moved

@@ -69,13 +69,18 @@ class FileCamera(Camera):
         return self._stream_source
 
 
-async def async_setup_test_cameras(hass: HomeAssistant) -> dict[str, FileCamera]:
-    """camera.street (snapshot + stream source) and camera.still (no stream source)."""
+async def async_setup_test_cameras(
+    hass: HomeAssistant, stream_sources: dict[str, str] | None = None
+) -> dict[str, FileCamera]:
+    """camera.street (snapshot + stream source) and camera.still (no stream source); more
+    cameras with the street image and the given stream sources (name -> URL)."""
     cameras = {
         "camera.street": FileCamera("Street", STREET_JPEG, str(STREET_VIDEO)),
         "camera.still": FileCamera("Still", STREET_JPEG, None),
         "camera.empty": FileCamera("Empty", ASTRONAUT_JPEG, None),
     }
+    for name, source in (stream_sources or {}).items():
+        cameras[f"camera.{name.lower()}"] = FileCamera(name, STREET_JPEG, source)
 
     async def _setup_platform(
         hass: HomeAssistant, config: Any, add_entities: Callable[..., None], info: Any = None
@@ -170,8 +175,6 @@ def server(tmp_path: Path, broker: MosquittoBroker) -> Generator[ServerProcess]:
         mqtt_port=broker.port,
         token=TOKEN,
         server_id=SERVER_ID,
-        # The counts the tests expect were measured with this model.
-        extra_args=["--default-model", "yolov3-tiny"],
     )
     server.start()
     yield server
