@@ -163,7 +163,9 @@ class Demo:
         self._spawn(
             "homeassistant",
             [
-                str(ROOT / ".venv-ha/bin/python"),
+                # HA 2026.10 on Python 3.14, in the root `scripts/setup ha` builds.
+                str(ROOT / "scripts/ha-run"),
+                "/opt/ha-venv/bin/python",
                 "-m",
                 "homeassistant",
                 "--config",
