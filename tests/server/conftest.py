@@ -18,9 +18,7 @@ TOKEN = "test-token"
 
 @pytest.fixture(scope="session")
 def model_repo() -> Path:
-    # Idempotent; scripts/setup already did it. The Darknet original too: the API test that
-    # compares it with its ONNX conversion needs it (a user's repository has it only if asked).
-    install_default_models(DEFAULT_REPO, with_darknet=True)
+    install_default_models(DEFAULT_REPO)  # idempotent; scripts/setup already did it
     return DEFAULT_REPO
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inference_server.models.install_default import install_default_models
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import TOKEN, image_bytes
@@ -154,11 +156,26 @@ async def test_multipart_upload(api_server: ServerProcess) -> None:
     assert labels_of(body)["person"] >= 4
 
 
-async def test_darknet_original_and_onnx_agree_through_the_api(api_server: ServerProcess) -> None:
+@pytest.fixture(scope="module")
+def darknet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A repository with the Darknet original beside its ONNX conversion (only when asked)."""
+    repo = tmp_path_factory.mktemp("darknet_repo")
+    install_default_models(repo, models=(), with_darknet=True)
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("darknet"), mqtt_port=None, token=TOKEN, model_repo=repo
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+async def test_darknet_original_and_onnx_agree_through_the_api(
+    darknet_server: ServerProcess,
+) -> None:
     results = []
     for model in ("yolov3-tiny", "yolov3-tiny-darknet"):
         status, body, _ = await call(
-            api_server,
+            darknet_server,
             "POST",
             f"/api/v1/vision/detect?model={model}&min_score=0.3",
             headers=JPEG,
