@@ -71,6 +71,21 @@ def test_published_image_per_architecture(config: dict[str, Any]) -> None:
     assert set(build["build_from"]) == set(config["arch"])
 
 
+def test_release_workflow_publishes_the_image_config_names(config: dict[str, Any]) -> None:
+    workflow = _load(ROOT / ".github" / "workflows" / "addon-image.yaml")
+    (job,) = workflow["jobs"].values()
+    arches = {entry["arch"] for entry in job["strategy"]["matrix"]["include"]}
+    assert arches == set(config["arch"])
+    steps = job["steps"]
+    (build,) = [step["with"] for step in steps if "build-push-action" in step.get("uses", "")]
+    assert build["context"] == "."  # the repository root: the Dockerfile's COPY paths
+    assert build["file"] == "addon/Dockerfile"
+    tag = config["image"].replace("{arch}", "${{ matrix.arch }}")
+    assert build["tags"] == f"{tag}:${{{{ steps.version.outputs.version }}}}"
+    base = _load(ADDON / "build.yaml")["build_from"]["amd64"].replace("amd64", "${{ matrix.arch }}")
+    assert f"BUILD_FROM={base}" in build["build-args"]
+
+
 def test_default_options_pass_their_schema(config: dict[str, Any]) -> None:
     options = sv.validate_options(config["schema"], config["options"])
     assert options == config["options"]
