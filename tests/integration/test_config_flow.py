@@ -362,6 +362,23 @@ async def test_hassio_discovery_updates_entry(
     assert entry.data == ENTRY_DATA
 
 
+async def test_hassio_discovery_without_a_proof(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker
+) -> None:
+    """The add-on's token goes nowhere before the server at its URL proved it holds it."""
+    aioclient_mock.clear_requests()
+    mock_proof(aioclient_mock, token="another")
+    aioclient_mock.get(f"{URL}/api/v1/info", json=INFO)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_HASSIO},
+        data=hassio_info({"host": "127.0.0.1", "port": 8765, "token": "secret"}),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "unverified_server"
+    assert token_requests(aioclient_mock, URL) == []
+
+
 async def test_hassio_discovery_invalid(hass: HomeAssistant) -> None:
     """A discovery without a token aborts."""
     result = await hass.config_entries.flow.async_init(

@@ -131,6 +131,36 @@ async def test_announce_updates_models_and_protocol_issue(
     assert issues.async_get_issue(DOMAIN, f"incompatible_protocol_{entry.entry_id}") is None
 
 
+async def test_announce_renames_the_server_device(
+    hass: HomeAssistant, mock_server: AiohttpClientMocker
+) -> None:
+    """Name and version follow the server's announces; one for another URL is ignored."""
+    entry = await async_setup_entry(hass)
+    devices = dr.async_get(hass)
+    device = devices.async_get_device_by_identifier((DOMAIN, "kitchen-nuc"), entry.entry_id)
+    assert device is not None
+    assert (device.name, device.sw_version) == (INFO["name"], "0.1.0")
+
+    fire(hass, "announce", {**ANNOUNCE, "name": "Garage box", "version": "0.2.0"})
+    await hass.async_block_till_done()
+    device = devices.async_get(device.id)
+    assert device is not None
+    assert (device.name, device.sw_version) == ("Garage box", "0.2.0")
+
+    spoofed = "http://192.0.2.66:8765"
+    mock_proof(mock_server, url=spoofed, token="a-guess")
+    elsewhere = {"url": spoofed, "urls": [spoofed]}
+    fire(hass, "announce", {**ANNOUNCE, "name": "Spoofed", "version": "6.6.6", "api": elsewhere})
+    await hass.async_block_till_done()
+    # HA's MQTT discovery hands it to the config flow too, which refuses the move.
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"unverified_url_{entry.entry_id}")
+    assert entry.data["url"] == URL
+    device = devices.async_get(device.id)
+    assert device is not None
+    assert (device.name, device.sw_version) == ("Garage box", "0.2.0")
+    assert entry.runtime_data.coordinator.data.info["name"] == "Garage box"
+
+
 @pytest.mark.parametrize(
     ("mock_kwargs", "state"),
     [
