@@ -29,6 +29,10 @@ def test_announce_and_status_are_retained(server: ServerProcess, broker: Mosquit
     assert payload["server_id"] == "test-server"
     assert payload["api"]["url"] == server.url
     assert payload["capabilities"]["vision"]["default_model"] == "yolox-nano"
+    assert payload["capabilities"]["vision"]["camera_options"] == [
+        "motion_threshold",
+        "detect_source",
+    ]
     assert payload["backends"]["local"]["ready"] is True
     assert server.token not in announce.text  # no secrets in the announce
 

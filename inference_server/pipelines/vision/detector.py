@@ -116,6 +116,8 @@ class VisionPipeline:
                 for n, c in models.items()
             ],
             "cameras": True,
+            # Camera settings beyond the first protocol: an integration offers them when listed.
+            "camera_options": ["motion_threshold", "detect_source"],
         }
 
     def queue_depths(self) -> dict[str, int]:
