@@ -12,7 +12,13 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
 from .client import EdgeInferenceClient
-from .const import CONF_SERVER_ID, DOMAIN, SUBENTRY_CAMERA
+from .const import (
+    CONF_SERVER_ID,
+    DOMAIN,
+    SUBENTRY_AI_TASK,
+    SUBENTRY_CAMERA,
+    SUBENTRY_CONVERSATION,
+)
 from .coordinator import EdgeInferenceCoordinator
 from .entity import server_device_info
 from .models import EdgeInferenceConfigEntry, EdgeInferenceData
@@ -23,7 +29,9 @@ from .services import async_setup_services
 from .subentries import async_follow_subentries, async_migrate_camera_refs
 
 PLATFORMS = [
+    Platform.AI_TASK,
     Platform.BINARY_SENSOR,
+    Platform.CONVERSATION,
     Platform.EVENT,
     Platform.IMAGE,
     Platform.SENSOR,
@@ -85,7 +93,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeInferenceConfigEntry
     for pipeline in entry.runtime_data.pipelines.values():
         await pipeline.async_start()
     # Not an update listener: HA 2026.12 refuses one beside flows that reload.
-    entry.async_on_unload(async_follow_subentries(hass, entry, (SUBENTRY_SENSORS,)))
+    # LLM agents are added and removed by reloading the entry.
+    reload_types = (SUBENTRY_SENSORS, SUBENTRY_CONVERSATION, SUBENTRY_AI_TASK)
+    entry.async_on_unload(async_follow_subentries(hass, entry, reload_types))
     return True
 
 

@@ -13,6 +13,10 @@ import aiohttp
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 API = "/api/v1"
+CHAT_PATH = "/v1/chat/completions"  # OpenAI-compatible, proxied to the server's LLM upstreams
+PRIORITY_HEADER = "X-Edge-Inference-Priority"
+# An answer may take long to generate; what must not last is silence between its chunks.
+CHAT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 
 
 class EdgeInferenceError(Exception):
@@ -25,6 +29,16 @@ class CannotConnect(EdgeInferenceError):
 
 class InvalidAuth(EdgeInferenceError):
     """The server rejected the token."""
+
+
+class Unavailable(CannotConnect):
+    """The server answered 503: its LLM upstream is down or busy (retry later)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        """Keep the protocol's error code and message."""
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class RequestError(EdgeInferenceError):
@@ -291,6 +305,80 @@ class EdgeInferenceClient:
             raise CannotConnect(f"speech stream: HTTP {err.status} {err.message}") from err
         except (TimeoutError, aiohttp.ClientError) as err:
             raise CannotConnect(f"speech stream: {err!r}") from err
+
+
+    async def async_chat(self, body: dict[str, Any], *, priority: str) -> dict[str, Any]:
+        """`POST /v1/chat/completions`, not streamed: the whole completion."""
+        try:
+            async with self._session.post(
+                f"{self.url}{CHAT_PATH}",
+                json={**body, "stream": False},
+                headers=self._chat_headers(priority),
+                timeout=CHAT_TIMEOUT,
+            ) as resp:
+                data = await resp.read()
+                _raise_for_chat_status(resp.status, data)
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CannotConnect(f"POST {CHAT_PATH}: {err!r}") from err
+        try:
+            answer = _loads(data)
+        except ValueError as err:
+            raise CannotConnect(f"POST {CHAT_PATH}: not JSON") from err
+        if not isinstance(answer, dict):
+            raise CannotConnect(f"POST {CHAT_PATH}: not a JSON object")
+        return answer
+
+    async def async_chat_stream(
+        self, body: dict[str, Any], *, priority: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """`POST /v1/chat/completions`, streamed: each server-sent event as it arrives."""
+        try:
+            async with self._session.post(
+                f"{self.url}{CHAT_PATH}",
+                json={**body, "stream": True},
+                headers=self._chat_headers(priority),
+                timeout=CHAT_TIMEOUT,
+            ) as resp:
+                if resp.status != 200:
+                    _raise_for_chat_status(resp.status, await resp.read())
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    try:
+                        event = _loads(payload)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and isinstance(event.get("error"), dict):
+                        # The upstream failed mid-answer (the server ends the stream so).
+                        error = event["error"]
+                        raise Unavailable(
+                            str(error.get("code", "upstream_failed")), str(error.get("message"))
+                        )
+                    if isinstance(event, dict):
+                        yield event
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CannotConnect(f"POST {CHAT_PATH}: {err!r}") from err
+        raise CannotConnect(f"POST {CHAT_PATH}: the stream ended before [DONE]")
+
+    def _chat_headers(self, priority: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", PRIORITY_HEADER: priority}
+
+
+def _raise_for_chat_status(status: int, body: bytes) -> None:
+    if status == 200:
+        return
+    if status == 401:
+        raise InvalidAuth(_error_message(body) or "unauthorized")
+    code, message = _error_parts(body)
+    if status == 503:
+        raise Unavailable(code, message)
+    if status >= 500:
+        raise CannotConnect(f"POST {CHAT_PATH}: HTTP {status} {code}: {message}")
+    raise RequestError(status, code, message)
 
 
 def _loads(body: bytes) -> Any:

@@ -25,7 +25,16 @@ from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
 from .client import CannotConnect, EdgeInferenceClient, EdgeInferenceError, InvalidAuth
-from .const import CONF_SERVER_ID, DOMAIN, LOGGER, PROTOCOL_VERSION, SUBENTRY_CAMERA
+from .const import (
+    CONF_SERVER_ID,
+    DOMAIN,
+    LOGGER,
+    PROTOCOL_VERSION,
+    SUBENTRY_AI_TASK,
+    SUBENTRY_CAMERA,
+    SUBENTRY_CONVERSATION,
+)
+from .llm_subentry_flow import LlmAgentSubentryFlow
 from .repairs import async_clear_unverified_url_issue, async_raise_unverified_url_issue
 from .sensor_pipeline import SUBENTRY_SENSORS
 from .sensor_pipeline_flow import SensorPipelineSubentryFlow
@@ -79,6 +88,8 @@ class EdgeInferenceConfigFlow(ConfigFlow, domain=DOMAIN):
         return {
             SUBENTRY_CAMERA: CameraSubentryFlow,
             SUBENTRY_SENSORS: SensorPipelineSubentryFlow,
+            SUBENTRY_CONVERSATION: LlmAgentSubentryFlow,
+            SUBENTRY_AI_TASK: LlmAgentSubentryFlow,
         }
 
     async def _async_try(

@@ -73,3 +73,17 @@ def camera_status_topic(server_id: str, camera_id: str) -> str:
 def server_camera_id(subentry_id: str) -> str:
     """The camera id registered on the server for a pipeline subentry."""
     return f"ha-{subentry_id.lower()}"
+
+
+# LLM agents (conversation and AI Task subentries), served by the server's /v1 proxy.
+SUBENTRY_CONVERSATION: Final = "conversation"
+SUBENTRY_AI_TASK: Final = "ai_task_data"
+CONF_CHAT_MODEL: Final = "chat_model"
+CONF_MAX_HISTORY: Final = "max_history"
+CONF_TEMPERATURE: Final = "temperature"
+DEFAULT_MAX_HISTORY: Final = 10  # user turns kept in the prompt
+DEFAULT_TEMPERATURE: Final = 0.2  # low: small models act more reliably
+MAX_TOOL_ITERATIONS: Final = 10
+# The server queues voice before batch work when its LLM is busy (docs/protocol.md).
+PRIORITY_VOICE: Final = "voice"
+PRIORITY_BATCH: Final = "batch"

@@ -1,0 +1,320 @@
+"""The chat-log loop shared by the conversation and AI Task entities.
+
+HA's chat log in, OpenAI chat completions out (through the server's /v1 proxy, streamed), HA's
+tools in OpenAI's format, tool results fed back until none is left unanswered (at most
+MAX_TOOL_ITERATIONS rounds). Two things make small local models dependable:
+- the system prompt stays the same from turn to turn (the clock HA writes into it moves to the
+  user's message), so llama-server reuses its cached prompt and answers sooner;
+- a call the model writes as text, or with arguments that do not fit, is recovered
+  (tool_recovery.py) instead of being spoken to the user.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import probatio
+from homeassistant.components import conversation
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import llm
+from homeassistant.helpers.entity import Entity
+
+from .client import CannotConnect, EdgeInferenceClient, InvalidAuth, RequestError, Unavailable
+from .const import (
+    CONF_CHAT_MODEL,
+    CONF_MAX_HISTORY,
+    CONF_TEMPERATURE,
+    DEFAULT_MAX_HISTORY,
+    DEFAULT_TEMPERATURE,
+    DOMAIN,
+    LOGGER,
+    MAX_TOOL_ITERATIONS,
+    PRIORITY_VOICE,
+)
+from .tool_recovery import (
+    TextToolCall,
+    loads_repaired,
+    may_be_tool_text,
+    parse_tool_text,
+    tool_call_schema,
+)
+
+if TYPE_CHECKING:
+    from .models import EdgeInferenceConfigEntry
+
+# What HA appends to the system prompt when no date/time tool is offered (llm.DATE_TIME_PROMPT).
+_CLOCK = re.compile(r"Current time is [^\n]*?\. Today's date is [^\n]*?\.\n?")
+RETRY_INSTRUCTION = (
+    "Answer with the one tool call that does what the user asked, as JSON with the tool's "
+    "name and its arguments."
+)
+
+
+def format_tool(tool: llm.Tool, serializer: Callable[[Any], Any] | None) -> dict[str, Any]:
+    """One HA tool as an OpenAI function tool."""
+    function: dict[str, Any] = {
+        "name": tool.name,
+        "parameters": probatio.to_openapi(
+            tool.parameters, custom_serializer=serializer, openapi_version="3.1.0"
+        ),
+    }
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
+def chat_messages(content: list[conversation.Content], max_history: int) -> list[dict[str, Any]]:
+    """The chat log as OpenAI messages: a static system prompt, the last turns, the clock."""
+    messages: list[dict[str, Any]] = []
+    clock = ""
+    for item in content:
+        if isinstance(item, conversation.SystemContent):
+            clock = " ".join(m.strip() for m in _CLOCK.findall(item.content))
+            messages.append({"role": "system", "content": _CLOCK.sub("", item.content).strip()})
+        elif isinstance(item, conversation.UserContent):
+            messages.append({"role": "user", "content": item.content})
+        elif isinstance(item, conversation.AssistantContent):
+            messages.append(assistant_message(item))
+        elif isinstance(item, conversation.ToolResultContent):
+            messages.append(tool_message(item))
+    # Keep the system prompt and the last `max_history` user turns with what followed them.
+    user_turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if len(user_turns) > max_history > 0:
+        first = user_turns[-max_history]
+        messages = [m for m in messages[:first] if m["role"] == "system"] + messages[first:]
+    if clock and user_turns:
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        message = messages[last_user]
+        messages[last_user] = {**message, "content": f"{clock}\n{message['content']}"}
+    return messages
+
+
+def assistant_message(item: conversation.AssistantContent) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": item.content or ""}
+    if item.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.tool_name, "arguments": json.dumps(call.tool_args)},
+            }
+            for call in item.tool_calls
+        ]
+    return message
+
+
+def tool_message(item: conversation.ToolResultContent) -> dict[str, Any]:
+    return {
+        "role": "tool",
+        "tool_call_id": item.tool_call_id,
+        "content": json.dumps(item.tool_result, default=str),
+    }
+
+
+def content_message(item: conversation.Content) -> dict[str, Any] | None:
+    if isinstance(item, conversation.AssistantContent):
+        return assistant_message(item)
+    if isinstance(item, conversation.ToolResultContent):
+        return tool_message(item)
+    return None
+
+
+class EdgeInferenceLLMEntity(Entity):
+    """An LLM agent of one subentry, served by the server's LLM proxy."""
+
+    _attr_has_entity_name = True
+    _attr_name = None
+    _attr_should_poll = False
+    priority = PRIORITY_VOICE  # what the server's queue gives these requests
+
+    def __init__(self, entry: EdgeInferenceConfigEntry, subentry: ConfigSubentry) -> None:
+        """One device per agent subentry."""
+        self.entry = entry
+        self.subentry = subentry
+        self._attr_unique_id = subentry.subentry_id
+        self._attr_device_info = dr.DeviceInfo(
+            identifiers={(DOMAIN, subentry.subentry_id)},
+            name=subentry.title,
+            manufacturer="Edge Inference",
+            model=subentry.data.get(CONF_CHAT_MODEL),
+            entry_type=dr.DeviceEntryType.SERVICE,
+        )
+
+    @property
+    def client(self) -> EdgeInferenceClient:
+        """The server's client."""
+        return self.entry.runtime_data.client
+
+    def request_body(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The chat completion request for this agent's settings."""
+        options = self.subentry.data
+        body: dict[str, Any] = {
+            "model": options[CONF_CHAT_MODEL],
+            "messages": messages,
+            "temperature": float(options.get(CONF_TEMPERATURE, DEFAULT_TEMPERATURE)),
+        }
+        if tools:
+            body["tools"] = tools
+        return body
+
+    async def _async_handle_chat_log(
+        self,
+        chat_log: conversation.ChatLog,
+        structure_name: str | None = None,
+        structure: probatio.Schema | None = None,
+    ) -> None:
+        """Answer the chat log, running tools until none is left unanswered."""
+        llm_api = chat_log.llm_api
+        tools_by_name = {tool.name: tool for tool in llm_api.tools} if llm_api else {}
+        serializer = llm_api.custom_serializer if llm_api else None
+        tools = [format_tool(tool, serializer) for tool in tools_by_name.values()]
+        max_history = int(self.subentry.data.get(CONF_MAX_HISTORY, DEFAULT_MAX_HISTORY))
+        messages = chat_messages(chat_log.content, max_history)
+        body = self.request_body(messages, tools)
+        if structure is not None:
+            schema = probatio.to_openapi(
+                structure, custom_serializer=serializer, openapi_version="3.1.0"
+            )
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": structure_name or "data", "schema": schema},
+            }
+        for _iteration in range(MAX_TOOL_ITERATIONS):
+            with translate_errors():
+                async for item in chat_log.async_add_delta_content_stream(
+                    self.entity_id, self._deltas(body, tools, tools_by_name)
+                ):
+                    if (message := content_message(item)) is not None:
+                        messages.append(message)
+            if not chat_log.unresponded_tool_results:
+                break
+
+    async def _deltas(
+        self, body: dict[str, Any], tools: list[dict[str, Any]], tools_by_name: dict[str, llm.Tool]
+    ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
+        """The streamed answer as chat-log deltas; calls only once they are known to be good."""
+        yield {"role": "assistant"}
+        held = ""  # text held back while it may still be a call written as text
+        deciding = bool(tools_by_name)
+        native: dict[int, dict[str, str]] = {}
+        async for event in self.client.async_chat_stream(body, priority=self.priority):
+            for choice in event.get("choices") or ():
+                delta = choice.get("delta") or {}
+                for call in delta.get("tool_calls") or ():
+                    part = native.setdefault(
+                        int(call.get("index", len(native))), {"id": "", "name": "", "args": ""}
+                    )
+                    function = call.get("function") or {}
+                    part["id"] = call.get("id") or part["id"]
+                    part["name"] += function.get("name") or ""
+                    part["args"] += function.get("arguments") or ""
+                if not (text := delta.get("content")):
+                    continue
+                if not deciding:
+                    yield {"content": text}
+                    continue
+                held += text
+                if not may_be_tool_text(held):
+                    deciding = False
+                    yield {"content": held}
+                    held = ""
+        calls: list[llm.ToolInput] = []
+        broken = False
+        for part in native.values():
+            args = loads_repaired(part["args"]) if part["args"].strip() else {}
+            call = _valid_call(TextToolCall(part["name"], args), tools_by_name)
+            if call is None:
+                broken = True
+            else:
+                calls.append(call)
+        if held:
+            written = parse_tool_text(held, set(tools_by_name))
+            if written is None:
+                yield {"content": held}  # JSON-looking text that is no call: say it
+            else:
+                LOGGER.debug("Recovered tool calls written as text: %s", held)
+                for text_call in written:
+                    if (call := _valid_call(text_call, tools_by_name)) is None:
+                        broken = True
+                    else:
+                        calls.append(call)
+        if broken and not calls:
+            if (call := await self._constrained_call(body, tools, tools_by_name)) is not None:
+                calls.append(call)
+            else:
+                yield {"content": "Sorry, I could not work out how to do that."}
+        if calls:
+            yield {"tool_calls": calls}
+
+    async def _constrained_call(
+        self, body: dict[str, Any], tools: list[dict[str, Any]], tools_by_name: dict[str, llm.Tool]
+    ) -> llm.ToolInput | None:
+        """Ask again, with the answer held to a valid call by a JSON schema grammar."""
+        retry = {
+            k: v for k, v in body.items() if k not in ("tools", "tool_choice", "response_format")
+        }
+        retry["messages"] = [
+            *body["messages"],
+            {"role": "system", "content": RETRY_INSTRUCTION},
+        ]
+        retry["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "tool_call", "schema": tool_call_schema(tools)},
+        }
+        answer = await self.client.async_chat(retry, priority=self.priority)
+        try:
+            text = answer["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            return None
+        written = parse_tool_text(text, set(tools_by_name))
+        if not written:
+            return None
+        LOGGER.debug("Repaired a tool call with a constrained retry: %s", text)
+        return _valid_call(written[0], tools_by_name)
+
+
+def _valid_call(call: TextToolCall, tools_by_name: dict[str, llm.Tool]) -> llm.ToolInput | None:
+    """The call as HA's ToolInput when the tool exists and its arguments fit its schema."""
+    tool = tools_by_name.get(call.name)
+    if tool is None or not isinstance(call.arguments, dict):
+        return None
+    try:
+        tool.parameters(call.arguments)
+    except probatio.Invalid:
+        return None
+    return llm.ToolInput(tool_name=call.name, tool_args=call.arguments)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """The client's errors as HomeAssistantError with a translated message."""
+    try:
+        yield
+    except Unavailable as err:  # before CannotConnect: it is one
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="llm_unavailable",
+            translation_placeholders={"message": err.message},
+        ) from err
+    except InvalidAuth as err:
+        raise HomeAssistantError(translation_domain=DOMAIN, translation_key="invalid_auth") from err
+    except RequestError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="llm_rejected",
+            translation_placeholders={"message": err.message},
+        ) from err
+    except CannotConnect as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err

@@ -1,0 +1,129 @@
+"""Tool calls that small models write as text, turned back into tool calls.
+
+Small local models often answer a request to act with the call written out, in one of the
+shapes their training used, instead of a native tool call:
+
+    {"name": "HassTurnOn", "arguments": {"name": "kitchen light"}}
+    <tool_call>{"name": "HassTurnOn", "parameters": {...}}</tool_call>
+    ```json [{"function": {"name": "HassTurnOn", "arguments": "{...}"}}] ```
+
+`parse_tool_text` finds such calls (after a light repair of the JSON) for the tools offered;
+`tool_call_schema` is the JSON schema a retry is constrained to when a call cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
+_TAGGED = re.compile(r"<(?:tool_call|function_call|tools?)>\s*(.*?)\s*(?:</[a-z_]+>|$)", re.S)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_PREFIXES = ("{", "[", "<tool_call>", "<function_call>", "<tool>", "```")
+
+
+@dataclass(frozen=True)
+class TextToolCall:
+    """A call found in the text: the tool's name and its arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+def may_be_tool_text(text: str) -> bool:
+    """Whether an answer that starts so might be a call written as text (hold it back)."""
+    start = text.lstrip()
+    return any(start.startswith(p) or p.startswith(start) for p in _PREFIXES) if start else False
+
+
+def parse_tool_text(text: str, tool_names: set[str]) -> list[TextToolCall] | None:
+    """The calls written in `text`, or None when it is not (only) calls to offered tools."""
+    body = text.strip()
+    if fenced := _FENCE.match(body):
+        body = fenced.group(1)
+    tagged = _TAGGED.findall(body)
+    chunks = tagged if tagged else [body]
+    calls: list[TextToolCall] = []
+    for chunk in chunks:
+        value = loads_repaired(chunk)
+        if value is None:
+            return None
+        for item in value if isinstance(value, list) else [value]:
+            call = _as_call(item, tool_names)
+            if call is None:
+                return None
+            calls.append(call)
+    return calls or None
+
+
+def loads_repaired(text: str) -> Any:
+    """json.loads, after the usual slips of a small model: trailing commas, Python literals,
+    unclosed brackets at the end. None when still not JSON."""
+    text = text.strip()
+    for candidate in (text, _repair(text)):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON schema whose every instance is one valid call of one of the OpenAI `tools`."""
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": [tool["function"]["name"]]},
+                "arguments": tool["function"].get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+        }
+        for tool in tools
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:
+    if not isinstance(item, dict):
+        return None
+    if isinstance(item.get("function"), dict):  # OpenAI's own shape, written out
+        item = item["function"]
+    name = item.get("name") or item.get("tool") or item.get("tool_name")
+    if not isinstance(name, str) or name not in tool_names:
+        return None
+    arguments = item.get("arguments", item.get("parameters", item.get("args", {})))
+    if isinstance(arguments, str):
+        arguments = loads_repaired(arguments) if arguments.strip() else {}
+    if not isinstance(arguments, dict):
+        return None
+    return TextToolCall(name, arguments)
+
+
+def _repair(text: str) -> str:
+    text = _TRAILING_COMMA.sub(r"\1", text)
+    text = re.sub(r"\bTrue\b", "true", text)
+    text = re.sub(r"\bFalse\b", "false", text)
+    text = re.sub(r"\bNone\b", "null", text)
+    # Close what the model left open (it often stops right before the last brace).
+    closers = []
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]" and closers:
+            closers.pop()
+    if in_string:
+        text += '"'
+    return text + "".join(reversed(closers))
