@@ -294,7 +294,8 @@ class EdgeInferenceClient:
             async with self._session.ws_connect(
                 f"{self.url}{API}/speech/stream",
                 headers={"Authorization": f"Bearer {self._token}"},
-                heartbeat=30,
+                # No heartbeat: an utterance is bounded by the caller's final-text timeout, and
+                # aiohttp re-arms the heartbeat timer on data that arrives during the close.
                 timeout=aiohttp.ClientWSTimeout(ws_close=5),
             ) as ws:
                 await ws.send_json(start)

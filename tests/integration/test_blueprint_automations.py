@@ -203,11 +203,14 @@ async def test_notify_on_sensor_anomaly(
     hass.states.async_set(FREEZER, f"{usual(time.time()):.2f}", ATTRS)
     await hass.async_block_till_done(wait_background_tasks=True)
     assert sent == []
+    before = hass.states.get(event_entity)
     spike = usual(time.time()) + 6
     hass.states.async_set(FREEZER, f"{spike:.2f}", ATTRS)
-    await async_wait_for(hass, lambda: len(sent) == 1)
+    # The event first (the server's detection), then the message (the blueprint).
+    await async_wait_for(hass, lambda: hass.states.get(event_entity) != before, within=40)
     fired = hass.states.get(event_entity)
     assert fired is not None
+    await async_wait_for(hass, lambda: len(sent) == 1)
     kind, expected = fired.attributes["kind"], float(fired.attributes["expected"])
     assert kind == "spike"
     call = sent[0]
