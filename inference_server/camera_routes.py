@@ -121,8 +121,8 @@ _SPEC_SCHEMA: dict[str, Any] = {
             "type": "number",
             "minimum": 0,
             "maximum": 1,
-            "description": "share of the frame that must change for a detection to run (0: "
-            "every frame)",
+            "description": "share of the frame that must change for a detection to run "
+            "(default 0.002; 0: every frame)",
         },
         "detect_source": {
             "type": "string",

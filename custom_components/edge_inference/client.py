@@ -209,9 +209,10 @@ class EdgeInferenceClient:
         min_score: float,
         fps: float,
         model: str | None = None,
+        motion_threshold: float | None = None,
     ) -> dict[str, Any]:
         """`PUT /cameras/{id}`: register (or replace) a stream on the server."""
-        payload = {
+        payload: dict[str, Any] = {
             "source": source,
             "name": name,
             "labels": labels,
@@ -219,6 +220,8 @@ class EdgeInferenceClient:
             "fps": fps,
             "model": model,
         }
+        if motion_threshold is not None:
+            payload["motion_threshold"] = motion_threshold
         return await self._json("PUT", f"/cameras/{camera_id}", json_body=payload)
 
     async def async_get_camera(self, camera_id: str) -> dict[str, Any]:
@@ -306,7 +309,6 @@ class EdgeInferenceClient:
             raise CannotConnect(f"speech stream: HTTP {err.status} {err.message}") from err
         except (TimeoutError, aiohttp.ClientError) as err:
             raise CannotConnect(f"speech stream: {err!r}") from err
-
 
     async def async_chat(self, body: dict[str, Any], *, priority: str) -> dict[str, Any]:
         """`POST /v1/chat/completions`, not streamed: the whole completion."""

@@ -23,6 +23,7 @@ CONF_MODE: Final = "mode"
 CONF_INTERVAL: Final = "interval"
 CONF_FPS: Final = "fps"
 CONF_CLEAR_AFTER: Final = "clear_after"
+CONF_MOTION_PERCENT: Final = "motion_percent"
 
 MODE_SNAPSHOT: Final = "snapshot"
 MODE_STREAM: Final = "stream"
@@ -32,6 +33,9 @@ DEFAULT_MIN_SCORE: Final = 0.5
 DEFAULT_INTERVAL: Final = 5.0
 DEFAULT_CLEAR_AFTER: Final = 30.0
 DEFAULT_FPS: Final = 2.0  # detections per second in stream mode
+# Stream mode: the share of the picture (in %) that must change for the server to run a
+# detection (its motion gate; 0 detects on every frame). The server's own default.
+DEFAULT_MOTION_PERCENT: Final = 0.2
 
 EVENT_DETECTED: Final = "detected"
 

@@ -20,12 +20,14 @@ from .const import (
     CONF_CAMERA_ENTITY_ID,
     CONF_CLEAR_AFTER,
     CONF_FPS,
+    CONF_MOTION_PERCENT,
     CONF_INTERVAL,
     CONF_LABELS,
     CONF_MIN_SCORE,
     CONF_MODE,
     DEFAULT_CLEAR_AFTER,
     DEFAULT_FPS,
+    DEFAULT_MOTION_PERCENT,
     DEFAULT_INTERVAL,
     DEFAULT_MIN_SCORE,
     LOGGER,
@@ -102,6 +104,7 @@ class CameraPipeline:
         self._source = ""
         self.interval = float(data.get(CONF_INTERVAL, DEFAULT_INTERVAL))
         self.fps = float(data.get(CONF_FPS, DEFAULT_FPS))
+        self.motion_percent = float(data.get(CONF_MOTION_PERCENT, DEFAULT_MOTION_PERCENT))
         self.clear_after = float(data.get(CONF_CLEAR_AFTER, DEFAULT_CLEAR_AFTER))
         self.counts: dict[str, int] = dict.fromkeys(self.labels, 0)
         self.occupied: dict[str, bool] = dict.fromkeys(self.labels, False)
@@ -243,6 +246,10 @@ class CameraPipeline:
                 labels=self.labels,
                 min_score=self.min_score,
                 fps=self.fps,
+                # Only to a server that takes it (an older one refuses unknown fields).
+                motion_threshold=self.motion_percent / 100
+                if "motion_threshold" in self.coordinator.data.vision.get("camera_options", [])
+                else None,
             )
         except InvalidAuth:
             self._auth_failed()

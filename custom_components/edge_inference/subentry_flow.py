@@ -26,11 +26,13 @@ from .const import (
     CONF_LABELS,
     CONF_MIN_SCORE,
     CONF_MODE,
+    CONF_MOTION_PERCENT,
     DEFAULT_CLEAR_AFTER,
     DEFAULT_FPS,
     DEFAULT_INTERVAL,
     DEFAULT_LABELS,
     DEFAULT_MIN_SCORE,
+    DEFAULT_MOTION_PERCENT,
     MODE_SNAPSHOT,
     MODE_STREAM,
 )
@@ -65,6 +67,12 @@ def _schema(labels: list[str], *, with_camera: bool) -> vol.Schema:
         vol.Required(CONF_FPS): NumberSelector(
             NumberSelectorConfig(min=0.5, max=10, step=0.5, mode=NumberSelectorMode.BOX)
         ),
+        # Optional: pipelines made before it existed keep working unchanged.
+        vol.Optional(CONF_MOTION_PERCENT, default=DEFAULT_MOTION_PERCENT): NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=10, step=0.05, unit_of_measurement="%", mode=NumberSelectorMode.BOX
+            )
+        ),
         vol.Required(CONF_CLEAR_AFTER): NumberSelector(
             NumberSelectorConfig(
                 min=0, max=3600, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
@@ -79,6 +87,7 @@ DEFAULTS = {
     CONF_MODE: MODE_SNAPSHOT,
     CONF_INTERVAL: DEFAULT_INTERVAL,
     CONF_FPS: DEFAULT_FPS,
+    CONF_MOTION_PERCENT: DEFAULT_MOTION_PERCENT,
     CONF_CLEAR_AFTER: DEFAULT_CLEAR_AFTER,
 }
 

@@ -100,6 +100,7 @@ class ServerProcess:
             except (urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.1)
+        self.stop()  # not left running when the test fails here
         raise TimeoutError(f"server not healthy after {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -28,6 +28,7 @@ from .conftest import (
     STREAM_SUB,
     URL,
     async_setup_entry,
+    info,
     mock_proof,
     subentry,
 )
@@ -269,6 +270,27 @@ async def test_stream_default_fps(hass: HomeAssistant, mock_server: AiohttpClien
     await async_setup_entry(hass, subentry(STREAM_SUB, "camera.street", "stream", fps=None))
     put = next(c for c in mock_server.mock_calls if c[0] == "PUT")
     assert put[2]["fps"] == 2
+    # This server does not list motion_threshold among its camera options: not sent.
+    assert "motion_threshold" not in put[2]
+
+
+@pytest.mark.parametrize(("stored", "sent"), [(None, 0.002), (1.5, 0.015), (0, 0.0)])
+async def test_stream_motion_gate(
+    hass: HomeAssistant, aioclient_mock: AiohttpClientMocker, stored: float | None, sent: float
+) -> None:
+    """A server that takes `motion_threshold` gets the pipeline's setting (% of the picture,
+    sent as a share); a pipeline stored before the setting existed gets 0.2%."""
+    mock_proof(aioclient_mock)
+    vision = {**INFO["capabilities"]["vision"], "camera_options": ["motion_threshold"]}
+    aioclient_mock.get(f"{URL}/api/v1/info", json=info(capabilities={"vision": vision}))
+    aioclient_mock.put(CAMERA_URL, status=201, json={"camera_id": STREAM_CAMERA})
+    aioclient_mock.get(CAMERA_URL, json={"camera_id": STREAM_CAMERA})
+    aioclient_mock.delete(CAMERA_URL, status=204)
+    await async_setup_entry(
+        hass, subentry(STREAM_SUB, "camera.street", "stream", motion_percent=stored)
+    )
+    put = next(c for c in aioclient_mock.mock_calls if c[0] == "PUT")
+    assert put[2]["motion_threshold"] == pytest.approx(sent)
 
 
 async def test_stream_registration_fails(

@@ -66,6 +66,7 @@ async def test_add_pipeline(hass: HomeAssistant, mock_server: AiohttpClientMocke
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Still"
     assert result["data"]["fps"] == 5
+    assert result["data"]["motion_percent"] == 0.2  # not given: the server's default gate
     await hass.async_block_till_done()
     assert len(entry.runtime_data.pipelines) == 1
 
@@ -114,9 +115,10 @@ async def test_reconfigure(hass: HomeAssistant, mock_server: AiohttpClientMocker
     assert result["step_id"] == "reconfigure"
     assert suggested(result, "fps") == 2
     assert suggested(result, "interval") == 5
+    assert suggested(result, "motion_percent") == 0.2
     changes = {
         k: v
-        for k, v in pipeline_data("camera.still", "stream", fps=4.5).items()
+        for k, v in pipeline_data("camera.still", "stream", fps=4.5, motion_percent=0).items()
         if k != "camera_entity_id"
     }
     result = await hass.config_entries.subentries.async_configure(
@@ -130,6 +132,7 @@ async def test_reconfigure(hass: HomeAssistant, mock_server: AiohttpClientMocker
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
     assert entry.subentries[SNAPSHOT_SUB].data["fps"] == 4.5
+    assert entry.subentries[SNAPSHOT_SUB].data["motion_percent"] == 0  # gate off
     assert entry.runtime_data.pipelines[SNAPSHOT_SUB].labels == ["dog"]
     assert hass.states.get("sensor.still_dog_count") is not None
 

@@ -50,7 +50,7 @@ MODEL_CACHE = Path(os.environ.get("EDGE_INFERENCE_MODEL_CACHE", ROOT.parent / "s
 MODEL_CACHE_MOUNT = "/run/model-cache"
 MMDEBSTRAP_ARGS = (
     "--variant=apt",
-    "--aptopt=Acquire::Check-Valid-Until \"false\"",
+    '--aptopt=Acquire::Check-Valid-Until "false"',
     f"--include={','.join(BASE_PACKAGES)}",
     SUITE,
 )
@@ -84,9 +84,7 @@ def parse_dockerfile(text: str) -> list[Step]:
 
 
 def _expand(text: str, variables: dict[str, str]) -> str:
-    return re.sub(
-        r"\$\{(\w+)\}|\$(\w+)", lambda m: variables.get(m[1] or m[2], ""), text
-    )
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables.get(m[1] or m[2], ""), text)
 
 
 def _key_value_pairs(args: str) -> dict[str, str]:
@@ -220,9 +218,18 @@ def _build(dockerfile: Path, context: Path, build_args: dict[str, str], log: Pat
             run_env = {**BUILD_ENV, **env, "EDGE_INFERENCE_MODEL_CACHE": MODEL_CACHE_MOUNT}
             with mounted(work, model_cache=True):
                 _run(
-                    ["chroot", str(work), "/usr/bin/env", "-i",
-                     *(f"{k}={v}" for k, v in run_env.items()),
-                     "/bin/bash", "-o", "pipefail", "-c", text],
+                    [
+                        "chroot",
+                        str(work),
+                        "/usr/bin/env",
+                        "-i",
+                        *(f"{k}={v}" for k, v in run_env.items()),
+                        "/bin/bash",
+                        "-o",
+                        "pipefail",
+                        "-c",
+                        text,
+                    ],
                     log,
                 )
         remaining = [s for s in steps[index + 1 :] if s.kind in ("COPY", "RUN")]

@@ -28,9 +28,7 @@ import voluptuous as vol
 
 SUPERVISOR_COMMIT = "090ef31ec024952c2469ed5a7c9f3ce8c1a5499e"  # 2026-08-21
 SUPERVISOR_SRC = Path(
-    os.environ.get(
-        "SUPERVISOR_SRC", Path.home() / ".cache" / "edge-inference" / "supervisor-src"
-    )
+    os.environ.get("SUPERVISOR_SRC", Path.home() / ".cache" / "edge-inference" / "supervisor-src")
 )
 
 ARCH_ALL_COMPAT = ["aarch64", "amd64", "armhf", "armv7", "i386"]

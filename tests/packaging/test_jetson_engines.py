@@ -101,9 +101,7 @@ def test_builds_fp16_engines_with_their_configs(repo: Path, tmp_path: Path) -> N
         assert "KIND_GPU" in (target / "config.pbtxt").read_text("utf-8")
 
 
-def test_engines_are_cached_and_rebuilt_when_the_model_changes(
-    repo: Path, tmp_path: Path
-) -> None:
+def test_engines_are_cached_and_rebuilt_when_the_model_changes(repo: Path, tmp_path: Path) -> None:
     assert len(_run(repo, tmp_path)) == 2
     assert _run(repo, tmp_path) == []  # second start: nothing to build
     with (repo / "yolox-nano" / "1" / "model.onnx").open("ab") as onnx:

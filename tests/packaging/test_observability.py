@@ -41,9 +41,7 @@ SUFFIXES = {
 def _dashboard_queries() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     queries = [
-        target["expr"]
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
     ]
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":

@@ -118,8 +118,8 @@ async def test_a_camera_whose_model_is_missing_at_boot_starts_when_it_appears(
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    # Only the Darknet copy at first: the camera's ONNX model arrives later.
-    (repo / "yolov3-tiny-darknet").symlink_to(model_repo / "yolov3-tiny-darknet")
+    # Only another model at first (the server is up and healthy): the camera's arrives later.
+    (repo / "yolox-nano").symlink_to(model_repo / "yolox-nano")
     data = tmp_path / "data"
     data.mkdir()
     saved = {"street": {**camera(), "model": "yolov3-tiny"}}

@@ -142,3 +142,27 @@ async def test_a_track_survives_end_after_seconds_of_misses_at_any_fps(fps: floa
     recorder, _, _ = await run_frames(script, fps=fps)
     assert len(recorder.events("new")) == 1
     assert recorder.events("end") == []
+
+
+async def test_a_still_scene_keeps_its_tracks_between_gated_detections() -> None:
+    """Motion gating: a parked car seen at first, then a minute of frames the gate leaves out
+    (nothing moved), then the 30 s heartbeat detections: one `new`, no `end`, a steady count."""
+    car: list[tuple[str, float, Box]] = [("car", 0.9, CAR)]
+    recorder, vision, worker = await run_frames([car] * 3)
+    t = 1_700_000_000.0 + 3 * 0.5
+    for second in range(60):
+        for _ in range(2):  # 2 fps, all gated out
+            worker.hold_frame(t)
+            t += 0.5
+        if second % 30 == 29:  # the gate's heartbeat: a real detection
+            vision.frames.append(car)
+            await worker.process_frame(FRAME, t)
+            t += 0.5
+    assert len(recorder.events("new")) == 1
+    assert recorder.events("end") == []
+    assert worker.counts == {"person": 0, "car": 1}
+    # The stream then drops: no frame at all, so the car ends end_after (5 s) later.
+    assert not worker.tracker.expire(t + 4.0)
+    assert worker.tracker.expire(t + 6.0)
+    assert worker.tracker.counts() == {"person": 0, "car": 0}
+    assert len(recorder.events("end")) == 1

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inference_server.pipelines.vision.motion import MotionGate
+from inference_server.pipelines.vision import motion
+from inference_server.pipelines.vision.motion import STREAM_GAP_S, MotionGate
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import FIXTURES, TOKEN
@@ -65,6 +66,22 @@ def test_hold_heartbeat_and_off() -> None:
     assert all(held.admit(frame, 0.0) for _ in range(3))  # within hold_s of the first frame
     beating = MotionGate(THRESHOLD, hold_s=0.0, heartbeat_s=0.0)
     assert all(beating.admit(frame, 0.0) for _ in range(3))  # a heartbeat every time
+
+
+def test_the_first_frame_after_a_stream_gap_is_admitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera that dropped and came back showing the same still scene is looked at again
+    (its tracks expired during the gap; gating on the old background would count nothing)."""
+    frame = clip_frames()[0]
+    clock = [100.0]
+    monkeypatch.setattr(motion, "time", type("Clock", (), {"monotonic": lambda: clock[0]}))
+    gate = MotionGate(THRESHOLD, hold_s=0.0, heartbeat_s=3600)
+    assert gate.admit(frame, 0.0)
+    clock[0] += 1.0
+    assert not gate.admit(frame, 1.0)  # still: gated out
+    clock[0] += STREAM_GAP_S + 1.0
+    assert gate.admit(frame, 2.0)  # after the gap
+    clock[0] += 0.5
+    assert not gate.admit(frame, 3.0)  # and still again
 
 
 def write_still_video(path: Path, frame: np.ndarray, seconds: float = 20, fps: float = 5) -> None:

@@ -84,6 +84,7 @@ class CameraWorker:
         # The newest frame and its tracks; drawn and encoded only when a snapshot is asked for
         # (most frames are never looked at), then kept until the next frame.
         self._frame: tuple[Image, list[tuple[Detection, int]]] | None = None
+        self._last_detections: list[Detection] = []  # what a gated-out frame still shows
         self._snapshot: bytes | None = None
         self._reader = reader or FrameReader(
             spec.detect_source or spec.source, retrieve_every_s=0.5 / spec.fps
@@ -152,8 +153,16 @@ class CameraWorker:
         self.frames += 1
         self.last_frame_time = frame_time
         self.metrics.camera_frames.labels(self.camera_id).inc()
+        self._last_detections = result.detections
         self._frame = (frame, self.tracker.update(result.detections, frame_time))
         self._snapshot = None
+        self._update_counts()
+
+    def hold_frame(self, frame_time: float) -> None:
+        """A frame the gate left out (nothing moved): the objects are where they were, so the
+        tracks see the last detections again instead of expiring while the scene stands still
+        (a parked car stays one event, and a dropped stream ends tracks end_after later)."""
+        self.tracker.update(self._last_detections, frame_time)
         self._update_counts()
 
     def _update_counts(self) -> None:
@@ -186,6 +195,8 @@ class CameraWorker:
                 try:
                     if self.gate.admit(latest[0], latest[1]):
                         await self.process_frame(latest[0], latest[1])
+                    else:
+                        self.hold_frame(latest[1])
                     self.error = None
                 except Exception as err:  # keep the camera alive through a backend outage
                     message = redact_text(str(err), self.spec.source)

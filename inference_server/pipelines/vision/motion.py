@@ -4,9 +4,10 @@ As Frigate does it: each frame is shrunk to a small gray image, compared with a 
 background, and the share of pixels that changed decides. At 160 px wide this costs about a
 millisecond against tens for a detection, so a quiet camera costs almost nothing but decoding.
 
-A gate says yes to the first frame (nothing is known yet), to every frame while the picture
-moves, for `hold_s` after it stops (so tracks see the object leave or settle), and once every
-`heartbeat_s` regardless (a car parked before the server started is still counted).
+A gate says yes to the first frame (nothing is known yet), to the first frame after a gap in
+the stream (a camera that dropped and came back: what it shows now is unknown), to every frame
+while the picture moves, for `hold_s` after it stops (so tracks see the object leave or settle),
+and once every `heartbeat_s` regardless (a car parked before the server started is counted).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .preprocess import Image
 WIDTH = 160  # the motion image's width; its height keeps the frame's aspect
 PIXEL_DELTA = 25  # gray levels a pixel must change by to count as moved (sensor noise is less)
 BACKGROUND_ALPHA = 0.1  # how fast the background follows the scene (light changes, shadows)
+STREAM_GAP_S = 5.0  # no frame for this long: the stream dropped, so learn the scene anew
 
 
 class MotionGate:
@@ -38,6 +40,7 @@ class MotionGate:
         self._background: NDArray[np.float32] | None = None
         self._last_motion = -float("inf")
         self._last_admitted = -float("inf")
+        self._last_frame = -float("inf")
         self.admitted = 0
         self.skipped = 0
         self.last_motion_share = 0.0
@@ -62,6 +65,9 @@ class MotionGate:
             self.admitted += 1
             return True
         now = time.monotonic()
+        if now - self._last_frame > STREAM_GAP_S:
+            self._background = None  # the tracks expired meanwhile: look again
+        self._last_frame = now
         self.last_motion_share = self.motion_share(frame)
         if self.last_motion_share >= self.threshold:
             self._last_motion = now
