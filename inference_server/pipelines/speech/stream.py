@@ -162,8 +162,16 @@ class SpeechStream:
         # The final decode starts afresh rather than from the committed words (Whisper's
         # decoder prefix): two early passes on the first half second can agree on a sentence
         # without its first word, and a prefix would make that final.
+        # A final decode sees the speech and early_silence_s after it, however late the end
+        # was noticed: the early decode (started at that silence) and a later one get the same
+        # input, so load cannot change the text, and Whisper (tiny.en most) does not fill a
+        # long trailing silence with a repeat of the command.
+        end = self.samples
+        if priority == PRIORITY_FINAL and self.endpointer.speech_windows:
+            tail_s = self.options.endpoint.early_silence_s
+            end = min(end, round((self.endpointer.speech_end_s + tail_s) * WHISPER_RATE))
         request = DecodeRequest(
-            self._audio[: self.samples].copy(),
+            self._audio[:end].copy(),
             self.options.language,
             self.options.prompt,
             beam_size,
