@@ -113,7 +113,7 @@ def tool_message(item: conversation.ToolResultContent) -> dict[str, Any]:
     return {
         "role": "tool",
         "tool_call_id": item.tool_call_id,
-        "content": json.dumps(item.tool_result, default=str),
+        "content": json.dumps(item.result.data, default=str),
     }
 
 
