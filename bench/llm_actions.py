@@ -52,7 +52,9 @@ from tests.helpers.llama_server import (  # noqa: E402
 
 START, END = "<!-- bench:llm_actions:start -->", "<!-- bench:llm_actions:end -->"
 LLM_END = "<!-- bench:llm:end -->"  # bench/llm.py's section: this one goes right after it
-MAX_TOKENS = 256  # per answer, both agents (llama-server's --n-predict caps it too)
+# Per answer, both agents (llama-server's --n-predict caps it too): room for a spoken answer or
+# a call; a small model that rambles would otherwise hold the 2 cores for minutes a command.
+MAX_TOKENS = 96
 # Our agent's debug lines (llm_entity.py) when a call came from recovery, not the model's own.
 RECOVERED = ("Recovered tool calls written as text", "Repaired a tool call with a constrained")
 
@@ -484,19 +486,6 @@ class BenchDemo(Demo):
         if name == "server":  # Demo.start_server's arguments, plus our llama-server
             args = [*args, "--llm-upstream", self.llama_url]
         return super()._spawn(name, args)
-
-    async def add_mqtt(self, session: aiohttp.ClientSession) -> None:
-        # HA 2026.10's MQTT flow requires its "other_settings" section (Demo.add_mqtt leaves it
-        # out and is refused).
-        path = "/api/config/config_entries/flow"
-        flow = await self.api(session, "POST", path, {"handler": "mqtt"})
-        body = {
-            "broker": "127.0.0.1",
-            "port": self.broker.port,
-            "other_settings": {"set_client_cert": False, "set_ca_cert": "off", "transport": "tcp"},
-        }
-        result = await self.api(session, "POST", f"{path}/{flow['flow_id']}", body)
-        assert result["type"] == "create_entry", result
 
     def start_home_assistant(self) -> None:
         config = self.work / "ha"

@@ -260,7 +260,16 @@ class Demo:
             session,
             "POST",
             f"{path}/{flow['flow_id']}",
-            {"broker": "127.0.0.1", "port": self.broker.port},
+            {
+                "broker": "127.0.0.1",
+                "port": self.broker.port,
+                # HA 2026.10's broker step refuses a body without its "other_settings" section.
+                "other_settings": {
+                    "set_client_cert": False,
+                    "set_ca_cert": "off",
+                    "transport": "tcp",
+                },
+            },
         )
         assert result["type"] == "create_entry", result
         log("MQTT integration set up; waiting for the server's announce to be discovered")
