@@ -191,6 +191,32 @@ def _learn_seasonal(
 
 
 @numba.njit(cache=True)
+def _learn_seasonal_span(
+    state: F64,
+    t: float,
+    target: float,
+    span: float,
+    daily_bin_days: float,
+    week_bins: float,
+    p: F64,
+) -> None:
+    """Learn one reading that stands for `span` seconds around t (HA's hourly statistics, a
+    sensor that reports every 20 minutes): every daily bin in the span learns, not only the
+    two next to t, so the daily curve has no unlearned holes between sparse readings. The
+    data is shared out, so the tables learn as fast per day as from a reading a minute."""
+    steps = max(1, min(DAILY_BINS, int(span / (DAY_S / DAILY_BINS))))
+    for k in range(steps):
+        at = t + (k + 0.5 - steps / 2) * (DAY_S / DAILY_BINS) if steps > 1 else t
+        _learn_seasonal(
+            state,
+            at,
+            target,
+            _rate(p[P_DAILY], daily_bin_days / steps),
+            _rate(p[P_WEEKLY], week_bins / steps),
+        )
+
+
+@numba.njit(cache=True)
 def _daily_spread(state: F64, t: float) -> float:
     d0, d1, df = _bin_weights(t, DAY_S, DAILY_BINS)
     return float((1 - df) * state[SPREAD_AT + d0] + df * state[SPREAD_AT + d1])
@@ -353,12 +379,10 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
             state[S_SCALE] += _rate(p[P_SCALE], steps) * (abs_err - state[S_SCALE])
             _learn_spread(state, t, abs_err, _rate(p[P_DAILY], dt / DAY_S * DAILY_BINS))
             target = max(-clip, min(clip, v - state[S_BASELINE] - seasonal)) + seasonal
-            _learn_seasonal(
-                state,
-                t,
-                target,
-                _rate(p[P_DAILY], dt / DAY_S * DAILY_BINS),
-                _rate(p[P_WEEKLY], dt / WEEK_S * WEEKLY_BINS),
+            # A reading stands for its usual interval, up to a quarter of a day.
+            span = min(typical, dt, DAY_S / 4)
+            _learn_seasonal_span(
+                state, t, target, span, dt / DAY_S * DAILY_BINS, dt / WEEK_S * WEEKLY_BINS, p
             )
         if not stuck:
             follow_range = max(1.0 / n, 1.0 / p[P_RANGE_MEMORY])
