@@ -16,6 +16,9 @@ GOFORWARD_RAW = Path("/usr/share/pocketsphinx/test/data/goforward.raw")  # 16 kH
 
 # (file stem, text, espeak-ng voice). The default British voice reads these clearly enough for
 # tiny.en to get every word; the US voice's "set the thermostat" comes out as "That's the...".
+# At espeak's default 175 words a minute "to 21" sits on a knife edge ("at 21" in some decodes:
+# CTranslate2's int8 decode is not bit-stable across calls); at 140 both words win clearly.
+WORDS_PER_MINUTE = 140
 SENTENCES = {
     "kitchen_lights": ("turn on the kitchen lights", "en"),
     "thermostat": ("set the thermostat to 21 degrees", "en"),
@@ -45,7 +48,10 @@ def make_speech(folder: Path) -> dict[str, Path]:
     sources: dict[str, Path] = {}
     for stem, (text, voice) in SENTENCES.items():
         source = folder / f"{stem}_espeak.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(source), text], check=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(WORDS_PER_MINUTE), "-w", str(source), text],
+            check=True,
+        )
         sources[stem] = source
     goforward = folder / "goforward_source.wav"
     raw_format = ["-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1"]
