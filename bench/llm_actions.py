@@ -487,25 +487,8 @@ class BenchDemo(Demo):
             args = [*args, "--llm-upstream", self.llama_url]
         return super()._spawn(name, args)
 
-    def start_home_assistant(self) -> None:
-        config = self.work / "ha"
-        (config / "custom_components").mkdir(parents=True)
-        os.symlink(
-            ROOT / "custom_components/edge_inference", config / "custom_components/edge_inference"
-        )
-        (config / "configuration.yaml").write_text(CONFIGURATION.format(ha_port=self.ha_port))
-        self._spawn(
-            "homeassistant",
-            [
-                str(ROOT / "scripts/ha-run"),
-                "/opt/ha-venv/bin/python",
-                "-m",
-                "homeassistant",
-                "--config",
-                str(config),
-                "--skip-pip",
-            ],
-        )
+    def configuration(self) -> str:
+        return CONFIGURATION.format(ha_port=self.ha_port)
 
 
 async def wait_for_states(hass: Hass, entity_ids: set[str]) -> None:

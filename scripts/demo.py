@@ -156,10 +156,7 @@ class Demo:
         (config / "custom_components").mkdir(parents=True)
         ours = "custom_components/edge_inference"
         os.symlink(ROOT / ours, config / ours)
-        (config / "configuration.yaml").write_text(
-            CONFIGURATION.format(work=self.work, ha_port=self.ha_port, frame=self.frame)
-        )
-        self.next_frame()  # local_file refuses a camera whose file does not exist yet
+        (config / "configuration.yaml").write_text(self.configuration())
         self._spawn(
             "homeassistant",
             [
@@ -173,6 +170,11 @@ class Demo:
                 "--skip-pip",
             ],
         )
+
+    def configuration(self) -> str:
+        """HA's configuration.yaml: the demo's camera home (a bench may bring its own)."""
+        self.next_frame()  # local_file refuses a camera whose file does not exist yet
+        return CONFIGURATION.format(work=self.work, ha_port=self.ha_port, frame=self.frame)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log_file = (self.work / f"{name}.log").open("wb")
