@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import probatio
@@ -37,12 +38,15 @@ from .const import (
     MAX_TOOL_ITERATIONS,
     PRIORITY_VOICE,
 )
+from .home_vocabulary import async_home_vocabulary
 from .tool_recovery import (
+    TARGET_SLOTS,
     TextToolCall,
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
     tool_call_schema,
+    unknown_targets,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +58,31 @@ RETRY_INSTRUCTION = (
     "Answer with the one tool call that does what the user asked, as JSON with the tool's "
     "name and its arguments."
 )
+
+
+@dataclass(frozen=True)
+class Toolbox:
+    """The tools of one chat: HA's, as OpenAI tools, and the names their targets may take."""
+
+    by_name: dict[str, llm.Tool] = field(default_factory=dict)
+    formatted: list[dict[str, Any]] = field(default_factory=list)
+    known: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def call(self, call: TextToolCall) -> llm.ToolInput | None:
+        """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
+        its targets name things the home has."""
+        tool = self.by_name.get(call.name)
+        if tool is None or not isinstance(call.arguments, dict):
+            return None
+        try:
+            tool.parameters(call.arguments)
+        except probatio.Invalid:
+            return None
+        parameters = {t["function"]["name"]: t["function"]["parameters"] for t in self.formatted}
+        if unknown := unknown_targets(call.arguments, parameters.get(tool.name, {}), self.known):
+            LOGGER.debug("%s names what the home does not have: %s", call.name, unknown)
+            return None
+        return llm.ToolInput(tool_name=call.name, tool_args=call.arguments)
 
 
 def format_tool(tool: llm.Tool, serializer: Callable[[Any], Any] | None) -> dict[str, Any]:
@@ -173,12 +202,21 @@ class EdgeInferenceLLMEntity(Entity):
     ) -> None:
         """Answer the chat log, running tools until none is left unanswered."""
         llm_api = chat_log.llm_api
-        tools_by_name = {tool.name: tool for tool in llm_api.tools} if llm_api else {}
+        toolbox = Toolbox()
         serializer = llm_api.custom_serializer if llm_api else None
-        tools = [format_tool(tool, serializer) for tool in tools_by_name.values()]
+        if llm_api is not None:
+            by_name = {tool.name: tool for tool in llm_api.tools}
+            vocabulary = async_home_vocabulary(
+                self.hass, llm_api.llm_context.assistant or conversation.DOMAIN
+            )
+            toolbox = Toolbox(
+                by_name=by_name,
+                formatted=[format_tool(tool, serializer) for tool in by_name.values()],
+                known={slot: vocabulary.values(slot) for slot in TARGET_SLOTS},
+            )
         max_history = int(self.subentry.data.get(CONF_MAX_HISTORY, DEFAULT_MAX_HISTORY))
         messages = chat_messages(chat_log.content, max_history)
-        body = self.request_body(messages, tools)
+        body = self.request_body(messages, toolbox.formatted)
         if structure is not None:
             schema = probatio.to_openapi(
                 structure, custom_serializer=serializer, openapi_version="3.1.0"
@@ -190,7 +228,7 @@ class EdgeInferenceLLMEntity(Entity):
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
-                    self.entity_id, self._deltas(body, tools, tools_by_name)
+                    self.entity_id, self._deltas(body, toolbox)
                 ):
                     if (message := content_message(item)) is not None:
                         messages.append(message)
@@ -198,12 +236,12 @@ class EdgeInferenceLLMEntity(Entity):
                 break
 
     async def _deltas(
-        self, body: dict[str, Any], tools: list[dict[str, Any]], tools_by_name: dict[str, llm.Tool]
+        self, body: dict[str, Any], toolbox: Toolbox
     ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
         """The streamed answer as chat-log deltas; calls only once they are known to be good."""
         yield {"role": "assistant"}
         held = ""  # text held back while it may still be a call written as text
-        deciding = bool(tools_by_name)
+        deciding = bool(toolbox.by_name)
         native: dict[int, dict[str, str]] = {}
         async for event in self.client.async_chat_stream(body, priority=self.priority):
             for choice in event.get("choices") or ():
@@ -230,24 +268,24 @@ class EdgeInferenceLLMEntity(Entity):
         broken = False
         for part in native.values():
             args = loads_repaired(part["args"]) if part["args"].strip() else {}
-            call = _valid_call(TextToolCall(part["name"], args), tools_by_name)
+            call = toolbox.call(TextToolCall(part["name"], args))
             if call is None:
                 broken = True
             else:
                 calls.append(call)
         if held:
-            written = parse_tool_text(held, set(tools_by_name))
+            written = parse_tool_text(held, set(toolbox.by_name))
             if written is None:
                 yield {"content": held}  # JSON-looking text that is no call: say it
             else:
                 LOGGER.debug("Recovered tool calls written as text: %s", held)
                 for text_call in written:
-                    if (call := _valid_call(text_call, tools_by_name)) is None:
+                    if (call := toolbox.call(text_call)) is None:
                         broken = True
                     else:
                         calls.append(call)
         if broken and not calls:
-            if (call := await self._constrained_call(body, tools, tools_by_name)) is not None:
+            if (call := await self._constrained_call(body, toolbox)) is not None:
                 calls.append(call)
             else:
                 yield {"content": "Sorry, I could not work out how to do that."}
@@ -255,9 +293,10 @@ class EdgeInferenceLLMEntity(Entity):
             yield {"tool_calls": calls}
 
     async def _constrained_call(
-        self, body: dict[str, Any], tools: list[dict[str, Any]], tools_by_name: dict[str, llm.Tool]
+        self, body: dict[str, Any], toolbox: Toolbox
     ) -> llm.ToolInput | None:
-        """Ask again, with the answer held to a valid call by a JSON schema grammar."""
+        """Ask again, with the answer held to a valid call (of the home's names) by a JSON
+        schema grammar."""
         retry = {
             k: v for k, v in body.items() if k not in ("tools", "tool_choice", "response_format")
         }
@@ -267,30 +306,21 @@ class EdgeInferenceLLMEntity(Entity):
         ]
         retry["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "tool_call", "schema": tool_call_schema(tools)},
+            "json_schema": {
+                "name": "tool_call",
+                "schema": tool_call_schema(toolbox.formatted, toolbox.known),
+            },
         }
         answer = await self.client.async_chat(retry, priority=self.priority)
         try:
             text = answer["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             return None
-        written = parse_tool_text(text, set(tools_by_name))
+        written = parse_tool_text(text, set(toolbox.by_name))
         if not written:
             return None
         LOGGER.debug("Repaired a tool call with a constrained retry: %s", text)
-        return _valid_call(written[0], tools_by_name)
-
-
-def _valid_call(call: TextToolCall, tools_by_name: dict[str, llm.Tool]) -> llm.ToolInput | None:
-    """The call as HA's ToolInput when the tool exists and its arguments fit its schema."""
-    tool = tools_by_name.get(call.name)
-    if tool is None or not isinstance(call.arguments, dict):
-        return None
-    try:
-        tool.parameters(call.arguments)
-    except probatio.Invalid:
-        return None
-    return llm.ToolInput(tool_name=call.name, tool_args=call.arguments)
+        return toolbox.call(written[0])
 
 
 @contextmanager

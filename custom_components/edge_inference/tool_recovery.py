@@ -8,13 +8,16 @@ shapes their training used, instead of a native tool call:
     ```json [{"function": {"name": "HassTurnOn", "arguments": "{...}"}}] ```
 
 `parse_tool_text` finds such calls (after a light repair of the JSON) for the tools offered;
-`tool_call_schema` is the JSON schema a retry is constrained to when a call cannot be used.
+`tool_call_schema` is the JSON schema a retry is constrained to when a call cannot be used,
+with the targets of HA's entity intents held to the names the home has (`unknown_targets`
+finds a call that names something the home does not have).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,10 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
 _TAGGED = re.compile(r"<(?:tool_call|function_call|tools?)>\s*(.*?)\s*(?:</[a-z_]+>|$)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _PREFIXES = ("{", "[", "<tool_call>", "<function_call>", "<tool>", "```")
+# The arguments of HA's entity intents (HassTurnOn, HassLightSet, HassGetState, ...) that name
+# a thing in the home. A tool is such an intent when it also takes `domain`: a timer's `name`
+# is free text.
+TARGET_SLOTS = ("name", "area", "floor")
 
 
 @dataclass(frozen=True)
@@ -70,20 +77,59 @@ def loads_repaired(text: str) -> Any:
     return None
 
 
-def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """A JSON schema whose every instance is one valid call of one of the OpenAI `tools`."""
+def tool_call_schema(
+    tools: list[dict[str, Any]], known: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """A JSON schema whose every instance is one valid call of one of the OpenAI `tools`;
+    with `known` (slot -> the home's names), entity intents may name only those."""
     options = [
         {
             "type": "object",
             "properties": {
                 "name": {"type": "string", "enum": [tool["function"]["name"]]},
-                "arguments": tool["function"].get("parameters") or {"type": "object"},
+                "arguments": _constrain_targets(
+                    tool["function"].get("parameters") or {"type": "object"}, known or {}
+                ),
             },
             "required": ["name", "arguments"],
         }
         for tool in tools
     ]
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def unknown_targets(
+    arguments: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    known: Mapping[str, Sequence[str]],
+) -> list[str]:
+    """The target arguments of an entity intent's call that name nothing the home has
+    (compared as HA's intent matching does: stripped, case-folded)."""
+    if not _targets_entities(parameters):
+        return []
+    unknown = []
+    for slot in TARGET_SLOTS:
+        value = arguments.get(slot)
+        names = {n.strip().casefold() for n in known.get(slot, ())}
+        if isinstance(value, str) and names and value.strip().casefold() not in names | {""}:
+            unknown.append(slot)
+    return unknown
+
+
+def _targets_entities(parameters: Mapping[str, Any]) -> bool:
+    return "domain" in (parameters.get("properties") or {})
+
+
+def _constrain_targets(
+    parameters: dict[str, Any], known: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    if not _targets_entities(parameters):
+        return parameters
+    properties = dict(parameters["properties"])
+    for slot in TARGET_SLOTS:
+        if slot in properties and known.get(slot):
+            properties[slot] = {**properties[slot], "enum": list(known[slot])}
+    return {**parameters, "properties": properties}
 
 
 def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:

@@ -12,6 +12,7 @@ from custom_components.edge_inference.tool_recovery import (
     may_be_tool_text,
     parse_tool_text,
     tool_call_schema,
+    unknown_targets,
 )
 
 TOOLS = {"HassTurnOn", "HassTurnOff"}
@@ -82,3 +83,55 @@ def test_retry_schema_allows_exactly_the_offered_calls() -> None:
     names = [option["properties"]["name"]["enum"] for option in schema["anyOf"]]
     assert names == [["HassTurnOff"], ["HassTurnOn"]]
     assert all(option["required"] == ["name", "arguments"] for option in schema["anyOf"])
+
+
+# HA's HassTurnOn and HassStartTimer, as format_tool writes them (parameters trimmed).
+TURN_ON: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "area": {"type": "string"},
+        "domain": {"type": "array", "items": {"type": "string"}},
+    },
+}
+TIMER: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "minutes": {"type": "integer"}},
+}
+KNOWN = {"name": ("Bed light", "Reading lamp"), "area": ("Bedroom",), "floor": ()}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "unknown"),
+    [
+        ({"name": "Bed light"}, []),
+        ({"name": " bed LIGHT ", "area": "bedroom"}, []),  # as HA matches: stripped, case-folded
+        ({"name": "light"}, ["name"]),
+        ({"name": "Bed light", "area": "Garage"}, ["area"]),
+        ({"floor": "Upstairs"}, []),  # a home without floors: nothing to hold it to
+        ({"domain": ["light"]}, []),
+    ],
+)
+def test_entity_intents_must_name_what_the_home_has(
+    arguments: dict[str, Any], unknown: list[str]
+) -> None:
+    assert unknown_targets(arguments, TURN_ON, KNOWN) == unknown
+
+
+def test_a_timer_name_is_free_text() -> None:
+    assert unknown_targets({"name": "pizza"}, TIMER, KNOWN) == []
+
+
+def test_retry_schema_holds_entity_intents_to_the_homes_names() -> None:
+    tools = [
+        {"type": "function", "function": {"name": "HassTurnOn", "parameters": TURN_ON}},
+        {"type": "function", "function": {"name": "HassStartTimer", "parameters": TIMER}},
+    ]
+    turn_on, timer = (o["properties"]["arguments"] for o in tool_call_schema(tools, KNOWN)["anyOf"])
+    assert turn_on["properties"]["name"] == {
+        "type": "string",
+        "enum": ["Bed light", "Reading lamp"],
+    }
+    assert turn_on["properties"]["area"]["enum"] == ["Bedroom"]
+    assert "enum" not in turn_on["properties"]["domain"]
+    assert timer == TIMER  # not an entity intent: left as it is

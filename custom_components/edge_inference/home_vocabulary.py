@@ -1,0 +1,58 @@
+"""What an assistant can name in this home: exposed entities, their devices, areas, floors.
+
+The Assist agent holds a small model's calls to these names: a call that targets a name the
+home does not have is retried with the names as a JSON-schema enum (see tool_recovery), where
+HA would otherwise answer "no entity matched" and the model would read that error aloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from homeassistant.components.homeassistant.exposed_entities import async_should_expose
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import area_registry as ar
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import floor_registry as fr
+from homeassistant.helpers import intent
+
+
+@dataclass(frozen=True)
+class HomeVocabulary:
+    """The names a call's `name`, `area` and `floor` arguments can take, as users wrote them."""
+
+    names: tuple[str, ...]
+    areas: tuple[str, ...]
+    floors: tuple[str, ...]
+
+    def values(self, slot: str) -> tuple[str, ...]:
+        return {"name": self.names, "area": self.areas, "floor": self.floors}.get(slot, ())
+
+
+@callback
+def async_home_vocabulary(hass: HomeAssistant, assistant: str) -> HomeVocabulary:
+    """The vocabulary of what is exposed to `assistant` (conversation for Assist)."""
+    entities = er.async_get(hass)
+    devices = dr.async_get(hass)
+    names: list[str] = []
+    for state in hass.states.async_all():
+        if not async_should_expose(hass, assistant, state.entity_id):
+            continue
+        entry = entities.async_get(state.entity_id)
+        names.extend(intent.async_get_entity_aliases(hass, entry, state=state))
+        device = devices.async_get(entry.device_id) if entry and entry.device_id else None
+        if device is not None:
+            names.extend(n for n in (device.name_by_user, device.name) if n)
+    areas = ar.async_get(hass).async_list_areas()
+    floors = fr.async_get(hass).async_list_floors()
+    return HomeVocabulary(
+        names=_unique(names),
+        areas=_unique(n for area in areas for n in (area.name, *area.aliases)),
+        floors=_unique(n for floor in floors for n in (floor.name, *floor.aliases)),
+    )
+
+
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
