@@ -80,7 +80,7 @@ demo:
 logger:
   default: warning
   logs:
-    custom_components.edge_inference.llm_entity: debug
+    custom_components.edge_inference: debug  # llm_entity logs as the package (const.LOGGER)
 """
 
 # The test home: demo entity -> (name, area). The satellite (device_id) is the thermostat's.

@@ -7,8 +7,9 @@ HA would otherwise answer "no entity matched" and the model would read that erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from homeassistant.components.homeassistant.exposed_entities import async_should_expose
 from homeassistant.core import HomeAssistant, callback
@@ -26,6 +27,8 @@ class HomeVocabulary:
     names: tuple[str, ...]
     areas: tuple[str, ...]
     floors: tuple[str, ...]
+    # Each name (case-folded) -> the domains of the entities it names.
+    domains_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def values(self, slot: str) -> tuple[str, ...]:
         return {"name": self.names, "area": self.areas, "floor": self.floors}.get(slot, ())
@@ -37,20 +40,25 @@ def async_home_vocabulary(hass: HomeAssistant, assistant: str) -> HomeVocabulary
     entities = er.async_get(hass)
     devices = dr.async_get(hass)
     names: list[str] = []
+    domains_of: defaultdict[str, set[str]] = defaultdict(set)
     for state in hass.states.async_all():
         if not async_should_expose(hass, assistant, state.entity_id):
             continue
         entry = entities.async_get(state.entity_id)
-        names.extend(intent.async_get_entity_aliases(hass, entry, state=state))
+        own = list(intent.async_get_entity_aliases(hass, entry, state=state))
         device = devices.async_get(entry.device_id) if entry and entry.device_id else None
         if device is not None:
-            names.extend(n for n in (device.name_by_user, device.name) if n)
+            own.extend(n for n in (device.name_by_user, device.name) if n)
+        names.extend(own)
+        for name in own:
+            domains_of[name.strip().casefold()].add(state.domain)
     areas = ar.async_get(hass).async_list_areas()
     floors = fr.async_get(hass).async_list_floors()
     return HomeVocabulary(
         names=_unique(names),
         areas=_unique(n for area in areas for n in (area.name, *area.aliases)),
         floors=_unique(n for floor in floors for n in (floor.name, *floor.aliases)),
+        domains_of={name: frozenset(domains) for name, domains in domains_of.items()},
     )
 
 

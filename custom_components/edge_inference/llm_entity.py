@@ -47,6 +47,7 @@ from .tool_recovery import (
     parse_tool_text,
     tool_call_schema,
     unknown_targets,
+    without_contradicting_domain,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Toolbox:
     by_name: dict[str, llm.Tool] = field(default_factory=dict)
     formatted: list[dict[str, Any]] = field(default_factory=list)
     known: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    domains_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def call(self, call: TextToolCall) -> llm.ToolInput | None:
         """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
@@ -78,11 +80,21 @@ class Toolbox:
             tool.parameters(call.arguments)
         except probatio.Invalid:
             return None
-        parameters = {t["function"]["name"]: t["function"]["parameters"] for t in self.formatted}
-        if unknown := unknown_targets(call.arguments, parameters.get(tool.name, {}), self.known):
+        parameters: dict[str, Any] = next(
+            (
+                t["function"]["parameters"]
+                for t in self.formatted
+                if t["function"]["name"] == tool.name
+            ),
+            {},
+        )
+        if unknown := unknown_targets(call.arguments, parameters, self.known):
             LOGGER.debug("%s names what the home does not have: %s", call.name, unknown)
             return None
-        return llm.ToolInput(tool_name=call.name, tool_args=call.arguments)
+        arguments = without_contradicting_domain(call.arguments, parameters, self.domains_of)
+        if arguments is not call.arguments:
+            LOGGER.debug("%s: dropped a domain that rules out %s", call.name, arguments["name"])
+        return llm.ToolInput(tool_name=call.name, tool_args=arguments)
 
 
 def format_tool(tool: llm.Tool, serializer: Callable[[Any], Any] | None) -> dict[str, Any]:
@@ -213,6 +225,7 @@ class EdgeInferenceLLMEntity(Entity):
                 by_name=by_name,
                 formatted=[format_tool(tool, serializer) for tool in by_name.values()],
                 known={slot: vocabulary.values(slot) for slot in TARGET_SLOTS},
+                domains_of=vocabulary.domains_of,
             )
         max_history = int(self.subentry.data.get(CONF_MAX_HISTORY, DEFAULT_MAX_HISTORY))
         messages = chat_messages(chat_log.content, max_history)

@@ -116,6 +116,23 @@ def unknown_targets(
     return unknown
 
 
+def without_contradicting_domain(
+    arguments: dict[str, Any],
+    parameters: Mapping[str, Any],
+    domains_of: Mapping[str, frozenset[str]],
+) -> dict[str, Any]:
+    """The arguments without a `domain` filter that rules out the very entity the call names
+    ("Desk lamp", domain switch: HA would answer "no entity matched"; the name alone picks it)."""
+    name, domains = arguments.get("name"), arguments.get("domain")
+    if not _targets_entities(parameters) or not isinstance(name, str) or not domains:
+        return arguments
+    named = domains_of.get(name.strip().casefold())
+    wanted = {domains} if isinstance(domains, str) else set(domains)
+    if named and not named & wanted:
+        return {k: v for k, v in arguments.items() if k != "domain"}
+    return arguments
+
+
 def _targets_entities(parameters: Mapping[str, Any]) -> bool:
     return "domain" in (parameters.get("properties") or {})
 

@@ -13,6 +13,7 @@ from custom_components.edge_inference.tool_recovery import (
     parse_tool_text,
     tool_call_schema,
     unknown_targets,
+    without_contradicting_domain,
 )
 
 TOOLS = {"HassTurnOn", "HassTurnOff"}
@@ -135,3 +136,24 @@ def test_retry_schema_holds_entity_intents_to_the_homes_names() -> None:
     assert turn_on["properties"]["area"]["enum"] == ["Bedroom"]
     assert "enum" not in turn_on["properties"]["domain"]
     assert timer == TIMER  # not an entity intent: left as it is
+
+
+DOMAINS_OF = {"bed light": frozenset({"light"}), "front door": frozenset({"lock", "binary_sensor"})}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "kept"),
+    [
+        ({"name": "Bed light", "domain": ["switch"]}, {"name": "Bed light"}),  # rules it out
+        ({"name": "Bed light", "domain": "switch"}, {"name": "Bed light"}),
+        ({"name": "Bed light", "domain": ["light"]}, {"name": "Bed light", "domain": ["light"]}),
+        ({"name": "Front door", "domain": ["lock"]}, {"name": "Front door", "domain": ["lock"]}),
+        ({"name": "Garage", "domain": ["switch"]}, {"name": "Garage", "domain": ["switch"]}),
+        ({"area": "Bedroom", "domain": ["light"]}, {"area": "Bedroom", "domain": ["light"]}),
+    ],
+)
+def test_a_domain_that_rules_out_the_named_entity_is_dropped(
+    arguments: dict[str, Any], kept: dict[str, Any]
+) -> None:
+    assert without_contradicting_domain(arguments, TURN_ON, DOMAINS_OF) == kept
+    assert without_contradicting_domain(arguments, TIMER, DOMAINS_OF) == arguments

@@ -51,3 +51,5 @@ async def test_vocabulary_holds_exposed_names_aliases_devices_areas_and_floors(
     assert set(vocabulary.areas) == {"Bedroom", "sleeping room"}
     assert set(vocabulary.floors) == {"Upstairs", "first floor"}
     assert vocabulary.values("domain") == ()
+    assert vocabulary.domains_of["night light"] == {"input_boolean"}
+    assert vocabulary.domains_of["bedside lamp"] == {"input_boolean"}
