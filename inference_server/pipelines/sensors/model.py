@@ -204,16 +204,12 @@ def _learn_seasonal_span(
     sensor that reports every 20 minutes): every daily bin in the span learns, not only the
     two next to t, so the daily curve has no unlearned holes between sparse readings. The
     data is shared out, so the tables learn as fast per day as from a reading a minute."""
-    steps = max(1, min(DAILY_BINS, int(span / (DAY_S / DAILY_BINS))))
-    for k in range(steps):
-        at = t + (k + 0.5 - steps / 2) * (DAY_S / DAILY_BINS) if steps > 1 else t
-        _learn_seasonal(
-            state,
-            at,
-            target,
-            _rate(p[P_DAILY], daily_bin_days / steps),
-            _rate(p[P_WEEKLY], week_bins / steps),
-        )
+    bin_s = DAY_S / DAILY_BINS
+    steps = max(1, min(DAILY_BINS, int(span / bin_s)))
+    daily_rate = _rate(p[P_DAILY], daily_bin_days / steps)
+    weekly_rate = _rate(p[P_WEEKLY], week_bins / steps)
+    for k in range(steps):  # one step: at t itself
+        _learn_seasonal(state, t + (k + 0.5 - steps / 2) * bin_s, target, daily_rate, weekly_rate)
 
 
 @numba.njit(cache=True)
