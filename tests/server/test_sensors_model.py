@@ -29,3 +29,83 @@ def test_hourly_readings_learn_the_whole_daily_curve() -> None:
     worst = float(np.max(np.abs(expected - usual(later))))
     assert worst < 0.5, f"expected value off the daily curve by up to {worst:.2f}"
     assert math.isfinite(worst)
+
+
+def _noisy_days(days: float, seed: int, every_s: float = 600.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = START + every_s * np.arange(int(days * DAY / every_s), dtype=np.float64)
+    return t, usual(t) + rng.normal(0.0, 0.1, len(t))
+
+
+def _score_of_next(state: np.ndarray, t: float, v: float) -> tuple[float, int]:
+    out = model.update(state, np.array([t]), np.array([v]), model.ModelParams().as_array())
+    return float(out[0, model.OUT_SCORE]), int(out[0, model.OUT_KIND])
+
+
+def test_score_is_rarity_against_the_history_length() -> None:
+    """The score says how rare a reading is in this sensor's own history, per day: the same
+    new high rates higher after two months than after three days, and a usual reading stays
+    near 0. Rarity needs days of history to be sure of, so more history, more certainty."""
+    scores = []
+    for days in (3.0, 60.0):
+        t, v = _noisy_days(days, seed=1)
+        state = model.new_state()
+        model.update(state, t, v, model.ModelParams().as_array())
+        high = float(v.max()) + 0.05  # just past every reading seen, not a big jump
+        scores.append(_score_of_next(state, t[-1] + 600, high)[0])
+        usual_score, usual_kind = _score_of_next(state, t[-1] + 1200, float(usual(t[-1] + 1200)))
+        assert usual_score < 0.2
+        assert usual_kind == model.KIND_NONE
+    assert 0.0 < scores[0] < scores[1]
+    assert scores[1] > 0.5, scores  # the highest in 60 days: rarer than one in 10 days
+
+
+def test_heavy_tailed_sensor_learns_its_spikes_are_usual() -> None:
+    """A sensor that spikes every few hours (a power meter, a count): after weeks of it, one
+    more spike of the usual size is not rare, so its score stays well below an alarm, while
+    the same spike on a quiet sensor is."""
+    t, v = _noisy_days(30.0, seed=2)
+    spiky = v.copy()
+    spiky[::25] += 3.0  # about every 4 hours
+    results = []
+    for series in (v, spiky):
+        state = model.new_state()
+        model.update(state, t, series, model.ModelParams().as_array())
+        at = t[-1] + 600
+        results.append(_score_of_next(state, at, float(usual(at)) + 3.0)[0])
+    quiet, spiking = results
+    assert quiet > 0.5
+    assert spiking < 0.3, spiking
+
+
+def test_a_flagged_reading_scores_at_least_one_half() -> None:
+    """Flag and score agree about alarms: a spike flagged on a short history (where rarity
+    cannot yet be sure) still scores 0.5 or more."""
+    t, v = _noisy_days(1.0, seed=3)
+    state = model.new_state()
+    model.update(state, t, v, model.ModelParams().as_array())
+    at = t[-1] + 600
+    score, kind = _score_of_next(state, at, float(usual(at)) + 5.0)
+    assert kind == model.KIND_SPIKE
+    assert score >= 0.5
+
+
+def test_state_of_the_previous_layout_is_carried_over() -> None:
+    """A state stored before the rarity tables existed keeps its learned curve: the tables
+    start empty and the expected value is the same as before the upgrade."""
+    t, v = _noisy_days(7.0, seed=4)
+    params = model.ModelParams().as_array()
+    state = model.new_state()
+    model.update(state, t, v, params)
+    old = state[: model.STATE_SIZE_V1].copy()
+    grown = model.migrate(old)
+    assert grown is not None
+    assert grown.shape == (model.STATE_SIZE,)
+    later = t[-1] + 600 * np.arange(1, 10, dtype=np.float64)
+    assert np.allclose(
+        model.expected_at(grown, later, params), model.expected_at(state, later, params)
+    )
+    out = model.update(grown, later, usual(later), params)
+    assert np.all(np.isfinite(out))
+    assert np.all(out[:, model.OUT_SCORE] < 0.5)
+    assert model.migrate(np.zeros(7)) is None

@@ -62,7 +62,13 @@ SCALARS = 24
 DAILY_AT = SCALARS
 WEEKLY_AT = DAILY_AT + DAILY_BINS
 SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
-STATE_SIZE = SPREAD_AT + DAILY_BINS
+# Rarity: the most extreme readings and residuals seen (value, time), in four tables: highest
+# values, lowest values (negated), highest residuals, lowest residuals (negated).
+TAIL_K = 32
+TAIL_AT = SPREAD_AT + DAILY_BINS
+TAIL_TOP_V, TAIL_LOW_V, TAIL_TOP_R, TAIL_LOW_R = range(4)
+STATE_SIZE = TAIL_AT + 4 * 2 * TAIL_K
+STATE_SIZE_V1 = TAIL_AT  # before the tail tables (schema 1 rows); `migrate` pads them
 
 # Columns of the kernel's per-observation output.
 (OUT_SCORE, OUT_KIND, OUT_DIRECTION, OUT_EXPECTED, OUT_LOWER, OUT_UPPER, OUT_EVENT, OUT_ENDED) = (
@@ -98,6 +104,10 @@ class ModelParams:
     range_memory: float = 2000.0  # observations the usual range is averaged over
     range_z: float = 6.0  # a value this many deviations outside the usual range scores 0.5
     warmup: float = 50.0  # observations before any flag
+    rarity_memory_s: float = 90 * DAY_S  # extremes older than this are forgotten
+    rarity_residual: float = 0.3  # weight of the residual's rarity beside the value's
+    rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5
+    usual_after_s: float = 7 * DAY_S  # history before extremes seen daily are not flagged
 
     def as_array(self) -> F64:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
@@ -123,11 +133,40 @@ class ModelParams:
     P_RANGE_MEMORY,
     P_RANGE_Z,
     P_WARMUP,
-) = range(19)
+    P_RARITY_MEMORY,
+    P_RARITY_RESIDUAL,
+    P_RARE_DAYS,
+    P_USUAL_AFTER,
+) = range(23)
 
 
 def new_state() -> F64:
-    return np.zeros(STATE_SIZE, dtype=np.float64)
+    state = np.zeros(STATE_SIZE, dtype=np.float64)
+    _clear_tails(state)
+    return state
+
+
+def migrate(state: F64) -> F64 | None:
+    """A stored state in the current layout, or None when it cannot be carried over.
+
+    Schema-1 rows lack the tail tables: they start empty and fill from the next readings,
+    so level, seasonality and scales learned before the upgrade are kept."""
+    if state.shape == (STATE_SIZE,):
+        return state
+    if state.shape == (STATE_SIZE_V1,):
+        grown = new_state()
+        grown[:STATE_SIZE_V1] = state
+        return grown
+    return None
+
+
+@numba.njit(cache=True)
+def _clear_tails(state: F64) -> None:
+    for table in range(4):
+        start = TAIL_AT + table * 2 * TAIL_K
+        for k in range(TAIL_K):
+            state[start + k] = -math.inf
+            state[start + TAIL_K + k] = 0.0
 
 
 def update(state: F64, t: F64, v: F64, params: F64) -> npt.NDArray[np.float64]:
@@ -225,6 +264,49 @@ def _learn_spread(state: F64, t: float, target: float, rate: float) -> None:
     state[SPREAD_AT + d1] += rate * df * (target - state[SPREAD_AT + d1])
 
 
+@numba.njit(cache=True)
+def _tail_rarity(
+    state: F64, table: int, x: float, center: float, since: float, seen: float
+) -> float:
+    """-log10 of the share of the last `seen` readings at or above x.
+
+    Exact among the TAIL_K highest readings remembered (the table); below them, log-linear
+    from 0 at `center` to the table's edge, so the bulk of the readings needs no storage."""
+    start = TAIL_AT + table * 2 * TAIL_K
+    kept = 0
+    at_or_above = 0
+    edge = math.inf
+    for k in range(TAIL_K):
+        if state[start + TAIL_K + k] >= since and state[start + k] > -math.inf:
+            kept += 1
+            edge = min(edge, state[start + k])
+            if state[start + k] >= x:
+                at_or_above += 1
+    if kept < TAIL_K or seen < 2 * TAIL_K:
+        return 0.0
+    if at_or_above < TAIL_K:
+        return math.log10((seen + 1.0) / (at_or_above + 1.0))
+    if x <= center or edge <= center:
+        return 0.0
+    return math.log10((seen + 1.0) / (TAIL_K + 1.0)) * (x - center) / (edge - center)
+
+
+@numba.njit(cache=True)
+def _tail_learn(state: F64, table: int, x: float, t: float, since: float) -> None:
+    """Keep x if it is among the TAIL_K highest of the remembered readings."""
+    start = TAIL_AT + table * 2 * TAIL_K
+    weakest = -1
+    weakest_v = math.inf
+    for k in range(TAIL_K):
+        value = state[start + k] if state[start + TAIL_K + k] >= since else -math.inf
+        if value < weakest_v:
+            weakest_v = value
+            weakest = k
+    if x > weakest_v:
+        state[start + weakest] = x
+        state[start + TAIL_K + weakest] = t
+
+
 @numba.njit(cache=True, inline="always")
 def _rate(per_step: float, steps: float) -> float:
     return float(1.0 - (1.0 - per_step) ** steps)
@@ -237,6 +319,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         v = vs[i]
         n = state[S_COUNT]
         if n == 0:
+            _clear_tails(state)
             state[S_FIRST_T] = t
             state[S_LEVEL] = v
             state[S_LAST_T] = t
@@ -320,13 +403,48 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         rz = abs(v - state[S_RANGE_MEAN]) / range_dev
         out_of_range = rz > p[P_RANGE_Z]
 
-        # Score in 0..1: z of 5, a drift at its alarm, out of range by range_z score 0.5.
-        z_score = az * az / (az * az + p[P_SPIKE_Z] * p[P_SPIKE_Z])
-        c_score = drift * drift / (drift * drift + p[P_DRIFT_Z] * p[P_DRIFT_Z])
-        r_score = rz * rz / (rz * rz + p[P_RANGE_Z] * p[P_RANGE_Z])
-        score = max(z_score, c_score, r_score)
+        # Rarity: how few of the remembered readings were as extreme, in value and in residual,
+        # as a return period: log10 of the days between readings this extreme. Counting per
+        # day, not per reading, makes a sensor that reports every second no noisier than one
+        # that reports hourly.
+        since = t - p[P_RARITY_MEMORY]
+        history_s = max(t - state[S_FIRST_T], 1.0)
+        remembered_s = min(history_s, p[P_RARITY_MEMORY])
+        seen = n * remembered_s / history_s  # readings remembered, at the average rate
+        rare_value = max(
+            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], since, seen),
+            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], since, seen),
+        )
+        rare_resid = max(
+            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, since, seen),
+            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, since, seen),
+        )
+        rarity = 0.0
+        if rare_value > 0 or rare_resid > 0:
+            per_day = seen * DAY_S / remembered_s
+            # An unusual value counts more with an unusual residual; an unusual residual (a
+            # jump at a time of day when the value itself is common) counts on its own.
+            both = rare_value + p[P_RARITY_RESIDUAL] * rare_resid
+            rarity = max(both, rare_resid) - math.log10(per_day)
+        _tail_learn(state, TAIL_TOP_V, v, t, since)
+        _tail_learn(state, TAIL_LOW_V, -v, t, since)
+        _tail_learn(state, TAIL_TOP_R, resid, t, since)
+        _tail_learn(state, TAIL_LOW_R, -resid, t, since)
+
+        # Score in 0..1 from the rarity: 0.5 for a reading as extreme as one in `rare_days`
+        # days, more for rarer ones, 0 for one as common as daily. A flagged reading (below)
+        # scores at least 0.5, so the score and the flag never disagree about an alarm.
+        half = math.log10(p[P_RARE_DAYS])
+        score = rarity / (rarity + half) if rarity > 0 else 0.0
+        # With enough history, readings this extreme that come more than once a day are this
+        # sensor's normal (a power meter's spikes, a busy count): not flagged as anomalies.
+        usual_extreme = (
+            rarity < 0 and (rare_value > 0 or rare_resid > 0) and history_s >= p[P_USUAL_AFTER]
+        )
         kind = KIND_NONE
-        if big:
+        if usual_extreme:
+            pass
+        elif big:
             kind = KIND_LEVEL_SHIFT if shifted else KIND_SPIKE
         elif drifting or out_of_range:
             kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
@@ -334,14 +452,14 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         if stuck:
             kind = KIND_STUCK
             direction = 0.0
-            score = max(score, 0.9)
         if gap and not big:
             kind = KIND_MISSING
             direction = 0.0
-            score = max(score, min(1.0, 0.5 + 0.1 * math.log(dt / (p[P_GAP_FACTOR] * typical))))
         if n < p[P_WARMUP]:
             kind = KIND_NONE
             score = 0.0
+        elif kind != KIND_NONE:
+            score = max(score, 0.5)
 
         # Learn: robust (clipped) residual into level, trend, scale and seasonality.
         clip = p[P_HUBER] * sigma

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import F64, STATE_SIZE
+from .model import F64, migrate
 
 SCHEMA_VERSION = 1
 
@@ -52,8 +52,8 @@ class SensorStore:
             ).fetchall()
         loaded = {}
         for series_id, unit, blob in rows:
-            state = np.frombuffer(blob, dtype=np.float64).copy()
-            if state.shape == (STATE_SIZE,):
+            state = migrate(np.frombuffer(blob, dtype=np.float64).copy())
+            if state is not None:  # else a layout this version cannot read: learned anew
                 loaded[series_id] = SeriesRow(series_id, unit, state)
         return loaded
 
