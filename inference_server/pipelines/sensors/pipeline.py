@@ -55,6 +55,8 @@ class SensorMetrics:
     def count(self, out: F64) -> None:
         self.observations.inc(len(out))
         starts = out[out[:, model.OUT_EVENT] == model.EVENT_START, model.OUT_KIND]
+        if not starts.size:  # the usual case; np.unique costs more than the model's update
+            return
         for kind, n in zip(*np.unique(starts.astype(np.int64), return_counts=True), strict=True):
             self.anomalies.labels(KIND_NAMES[int(kind)]).inc(int(n))
 
