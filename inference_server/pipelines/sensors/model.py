@@ -62,12 +62,12 @@ SCALARS = 24
 DAILY_AT = SCALARS
 WEEKLY_AT = DAILY_AT + DAILY_BINS
 SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
-# Rarity: the most extreme readings and residuals seen (value, time), in four tables: highest
-# values, lowest values (negated), highest residuals, lowest residuals (negated).
-TAIL_K = 32
+# Rarity: the TAIL_K most extreme readings and residuals seen, in four tables: highest values,
+# lowest values (negated), highest residuals, lowest residuals (negated).
+TAIL_K = 64
 TAIL_AT = SPREAD_AT + DAILY_BINS
 TAIL_TOP_V, TAIL_LOW_V, TAIL_TOP_R, TAIL_LOW_R = range(4)
-STATE_SIZE = TAIL_AT + 4 * 2 * TAIL_K
+STATE_SIZE = TAIL_AT + 4 * TAIL_K
 STATE_SIZE_V1 = TAIL_AT  # before the tail tables (schema 1 rows); `migrate` pads them
 
 # Columns of the kernel's per-observation output.
@@ -104,7 +104,6 @@ class ModelParams:
     range_memory: float = 2000.0  # observations the usual range is averaged over
     range_z: float = 6.0  # a value this many deviations outside the usual range scores 0.5
     warmup: float = 50.0  # observations before any flag
-    rarity_memory_s: float = 90 * DAY_S  # extremes older than this are forgotten
     rarity_residual: float = 0.3  # weight of the residual's rarity beside the value's
     rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5
     usual_after_s: float = 7 * DAY_S  # history before extremes seen daily are not flagged
@@ -133,11 +132,10 @@ class ModelParams:
     P_RANGE_MEMORY,
     P_RANGE_Z,
     P_WARMUP,
-    P_RARITY_MEMORY,
     P_RARITY_RESIDUAL,
     P_RARE_DAYS,
     P_USUAL_AFTER,
-) = range(23)
+) = range(22)
 
 
 def new_state() -> F64:
@@ -162,11 +160,8 @@ def migrate(state: F64) -> F64 | None:
 
 @numba.njit(cache=True)
 def _clear_tails(state: F64) -> None:
-    for table in range(4):
-        start = TAIL_AT + table * 2 * TAIL_K
-        for k in range(TAIL_K):
-            state[start + k] = -math.inf
-            state[start + TAIL_K + k] = 0.0
+    for k in range(4 * TAIL_K):
+        state[TAIL_AT + k] = -math.inf
 
 
 def update(state: F64, t: F64, v: F64, params: F64) -> npt.NDArray[np.float64]:
@@ -265,23 +260,27 @@ def _learn_spread(state: F64, t: float, target: float, rate: float) -> None:
 
 
 @numba.njit(cache=True)
-def _tail_rarity(
-    state: F64, table: int, x: float, center: float, since: float, seen: float
-) -> float:
-    """-log10 of the share of the last `seen` readings at or above x.
+def _tail_rarity(state: F64, table: int, x: float, center: float, seen: float) -> float:
+    """-log10 of the share of the `seen` readings so far at or above x; then x joins the
+    table if it is among the TAIL_K highest.
 
-    Exact among the TAIL_K highest readings remembered (the table); below them, log-linear
-    from 0 at `center` to the table's edge, so the bulk of the readings needs no storage."""
-    start = TAIL_AT + table * 2 * TAIL_K
+    Exact among the TAIL_K highest (the table); below them, log-linear from 0 at `center`
+    to the table's edge, so the bulk of the readings needs no storage."""
+    start = TAIL_AT + table * TAIL_K
     kept = 0
     at_or_above = 0
-    edge = math.inf
-    for k in range(TAIL_K):
-        if state[start + TAIL_K + k] >= since and state[start + k] > -math.inf:
+    edge = math.inf  # the lowest kept; -inf slots are empty
+    weakest = start
+    for k in range(start, start + TAIL_K):
+        value = state[k]
+        if value < state[weakest]:
+            weakest = k
+        if value > -math.inf:
             kept += 1
-            edge = min(edge, state[start + k])
-            if state[start + k] >= x:
+            edge = min(edge, value)
+            if value >= x:
                 at_or_above += 1
+    state[weakest] = max(state[weakest], x)
     if kept < TAIL_K or seen < 2 * TAIL_K:
         return 0.0
     if at_or_above < TAIL_K:
@@ -289,22 +288,6 @@ def _tail_rarity(
     if x <= center or edge <= center:
         return 0.0
     return math.log10((seen + 1.0) / (TAIL_K + 1.0)) * (x - center) / (edge - center)
-
-
-@numba.njit(cache=True)
-def _tail_learn(state: F64, table: int, x: float, t: float, since: float) -> None:
-    """Keep x if it is among the TAIL_K highest of the remembered readings."""
-    start = TAIL_AT + table * 2 * TAIL_K
-    weakest = -1
-    weakest_v = math.inf
-    for k in range(TAIL_K):
-        value = state[start + k] if state[start + TAIL_K + k] >= since else -math.inf
-        if value < weakest_v:
-            weakest_v = value
-            weakest = k
-    if x > weakest_v:
-        state[start + weakest] = x
-        state[start + TAIL_K + weakest] = t
 
 
 @numba.njit(cache=True, inline="always")
@@ -403,33 +386,25 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         rz = abs(v - state[S_RANGE_MEAN]) / range_dev
         out_of_range = rz > p[P_RANGE_Z]
 
-        # Rarity: how few of the remembered readings were as extreme, in value and in residual,
-        # as a return period: log10 of the days between readings this extreme. Counting per
-        # day, not per reading, makes a sensor that reports every second no noisier than one
-        # that reports hourly.
-        since = t - p[P_RARITY_MEMORY]
+        # Rarity: how few of the readings so far were as extreme, in value and in residual, as
+        # a return period: log10 of the days between readings this extreme. Counting per day,
+        # not per reading, makes a sensor that reports every second no noisier than one that
+        # reports hourly.
         history_s = max(t - state[S_FIRST_T], 1.0)
-        remembered_s = min(history_s, p[P_RARITY_MEMORY])
-        seen = n * remembered_s / history_s  # readings remembered, at the average rate
         rare_value = max(
-            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], since, seen),
-            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], since, seen),
+            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n),
+            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n),
         )
         rare_resid = max(
-            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, since, seen),
-            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, since, seen),
+            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, n),
+            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n),
         )
         rarity = 0.0
         if rare_value > 0 or rare_resid > 0:
-            per_day = seen * DAY_S / remembered_s
             # An unusual value counts more with an unusual residual; an unusual residual (a
             # jump at a time of day when the value itself is common) counts on its own.
             both = rare_value + p[P_RARITY_RESIDUAL] * rare_resid
-            rarity = max(both, rare_resid) - math.log10(per_day)
-        _tail_learn(state, TAIL_TOP_V, v, t, since)
-        _tail_learn(state, TAIL_LOW_V, -v, t, since)
-        _tail_learn(state, TAIL_TOP_R, resid, t, since)
-        _tail_learn(state, TAIL_LOW_R, -resid, t, since)
+            rarity = max(both, rare_resid) - math.log10(n * DAY_S / history_s)
 
         # Score in 0..1 from the rarity: 0.5 for a reading as extreme as one in `rare_days`
         # days, more for rarer ones, 0 for one as common as daily. A flagged reading (below)
