@@ -1,16 +1,20 @@
 """The per-series online model: level, damped trend, daily and weekly seasonality, robust scale.
 
-One series' whole learned state is one float64 vector (`STATE_SIZE` values, ~2 KB), so it
+One series' whole learned state is one float64 vector (`STATE_SIZE` values, ~6 KB), so it
 pickles to one SQLite row and a batch of observations is one call of a numba-compiled loop
 (`_update`): a 30-day warm start of 1-minute data runs in milliseconds, not seconds.
 
 Irregular sampling (HA records state changes, not fixed steps) is handled by making every
 learning rate a function of the time elapsed: level and scale forget per "typical interval"
 (a gap of ten intervals forgets like ten steps), seasonal bins learn per day of data they saw.
-Seasonality is two tables of bins (48 per day, 168 per week) read and written with linear
+Seasonality is two tables of bins (144 per day, 168 per week) read and written with linear
 interpolation between neighbouring bins, so readings at any time of day update it smoothly.
 Outliers cannot pull the model: residuals are clipped at a few robust scales (Huber) before
 they update anything.
+
+The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
+the score is the reading's rarity in the series' own history, from the most extreme values and
+residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ class ModelParams:
     gap_min_s: float = 900.0  # and at least this long
     reset_gap_s: float = 3 * DAY_S  # after a gap this long the level is learned anew
     range_memory: float = 2000.0  # observations the usual range is averaged over
-    range_z: float = 6.0  # a value this many deviations outside the usual range scores 0.5
+    range_z: float = 6.0  # a value this many deviations outside the usual range is flagged
     warmup: float = 50.0  # observations before any flag
     rarity_residual: float = 0.3  # weight of the residual's rarity beside the value's
     rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5
@@ -260,9 +264,11 @@ def _learn_spread(state: F64, t: float, target: float, rate: float) -> None:
 
 
 @numba.njit(cache=True)
-def _tail_rarity(state: F64, table: int, x: float, center: float, seen: float) -> float:
-    """-log10 of the share of the `seen` readings so far at or above x; then x joins the
-    table if it is among the TAIL_K highest.
+def _tail_rarity(
+    state: F64, table: int, x: float, center: float, seen: float, learn: bool
+) -> float:
+    """-log10 of the share of the `seen` readings so far at or above x; then, if `learn`,
+    x joins the table when it is among the TAIL_K highest.
 
     Exact among the TAIL_K highest (the table); below them, log-linear from 0 at `center`
     to the table's edge, so the bulk of the readings needs no storage."""
@@ -280,7 +286,8 @@ def _tail_rarity(state: F64, table: int, x: float, center: float, seen: float) -
             edge = min(edge, value)
             if value >= x:
                 at_or_above += 1
-    state[weakest] = max(state[weakest], x)
+    if learn:
+        state[weakest] = max(state[weakest], x)
     if kept < TAIL_K or seen < 2 * TAIL_K:
         return 0.0
     if at_or_above < TAIL_K:
@@ -390,14 +397,16 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         # a return period: log10 of the days between readings this extreme. Counting per day,
         # not per reading, makes a sensor that reports every second no noisier than one that
         # reports hourly.
+        # A stuck sensor's copies of one value would crowd the tables: they are not kept.
         history_s = max(t - state[S_FIRST_T], 1.0)
+        keep = not stuck
         rare_value = max(
-            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n),
-            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n),
+            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n, keep),
+            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n, keep),
         )
         rare_resid = max(
-            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, n),
-            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n),
+            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, n, keep),
+            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n, keep),
         )
         rarity = 0.0
         if rare_value > 0 or rare_resid > 0:
@@ -417,11 +426,9 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
             rarity < 0 and (rare_value > 0 or rare_resid > 0) and history_s >= p[P_USUAL_AFTER]
         )
         kind = KIND_NONE
-        if usual_extreme:
-            pass
-        elif big:
+        if big and not usual_extreme:
             kind = KIND_LEVEL_SHIFT if shifted else KIND_SPIKE
-        elif drifting or out_of_range:
+        elif (drifting or out_of_range) and not usual_extreme:
             kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
             direction = (1.0 if drift > 0 else -1.0) if drifting else direction
         if stuck:
