@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from inference_server.pipelines.sensors import model
+from inference_server.pipelines.sensors.storage import SensorStore, SeriesRow
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import TOKEN
@@ -80,3 +82,24 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, model_rep
         assert old.status_code == 409
     finally:
         server.stop()
+
+
+def test_state_stored_by_the_previous_version_is_loaded(tmp_path: Path) -> None:
+    """A row written before the rarity tables existed (schema 1's shorter vector) is read
+    back with its learned level and curve, and learning goes on from it."""
+    t = START + 300.0 * np.arange(2000, dtype=np.float64)
+    v = 20 + np.sin(t / 3600.0)
+    params = model.ModelParams().as_array()
+    state = model.new_state()
+    model.update(state, t, v, params)
+    store = SensorStore(tmp_path / "sensors.sqlite3")
+    store.save([SeriesRow("sensor.old", "°C", state[: model.STATE_SIZE_V1].copy())], 0.0)
+    store.close()
+
+    loaded = SensorStore(tmp_path / "sensors.sqlite3").load_all()["sensor.old"]
+    assert loaded.unit == "°C"
+    assert loaded.state.shape == (model.STATE_SIZE,)
+    assert loaded.state[model.S_COUNT] == 2000
+    later = t[-1] + 300.0 * np.arange(1, 4, dtype=np.float64)
+    out = model.update(loaded.state, later, 20 + np.sin(later / 3600.0), params)
+    assert np.all(out[:, model.OUT_KIND] == model.KIND_NONE)
