@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))  # a script run from a checkout: the packages are 
 
 from bench import nab_scoring  # noqa: E402
 from inference_server.pipelines.sensors import model  # noqa: E402
+from inference_server.pipelines.sensors.observations import Batch  # noqa: E402
 from inference_server.pipelines.sensors.pipeline import SensorPipeline  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
@@ -261,7 +262,7 @@ def warm_start_seconds(repeats: int = 5) -> dict[str, float]:
             times = []
             for k in range(repeats):
                 started = time.perf_counter()
-                await pipeline.observe(f"warm{k}", t, v)
+                await pipeline.observe(f"warm{k}", Batch(t, v))
                 times.append(time.perf_counter() - started)
             await pipeline.stop()
             return times
@@ -324,7 +325,7 @@ def stream_throughput(sensors: int = 500, rounds: int = 40) -> dict[str, float]:
             for i in range(0, rounds, per_call):
                 await asyncio.gather(
                     *(
-                        pipeline.observe(f"s{k}", t[i : i + per_call], v[i : i + per_call])
+                        pipeline.observe(f"s{k}", Batch(t[i : i + per_call], v[i : i + per_call]))
                         for k in range(sensors)
                     )
                 )

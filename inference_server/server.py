@@ -101,7 +101,7 @@ class Server:
         )
         self._speech_load: asyncio.Task[None] | None = None
         self.sensors = SensorPipeline(
-            settings.data_dir, self._publish, registry=self.metrics.registry
+            settings.data_dir, self._publish, registry=self.metrics.registry, backend=self.backend
         )
         self.cameras = CameraRegistry(
             self.vision,

@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -103,3 +104,26 @@ def test_state_stored_by_the_previous_version_is_loaded(tmp_path: Path) -> None:
     later = t[-1] + 300.0 * np.arange(1, 4, dtype=np.float64)
     out = model.update(loaded.state, later, 20 + np.sin(later / 3600.0), params)
     assert np.all(out[:, model.OUT_KIND] == model.KIND_NONE)
+
+
+def test_database_of_the_previous_version_is_opened(tmp_path: Path) -> None:
+    """A sensors.sqlite3 made before scoring models (no `scorer` column) opens, keeps its
+    rows, and stores a scorer from then on."""
+    path = tmp_path / "sensors.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE series (series_id TEXT PRIMARY KEY, unit TEXT, schema INTEGER NOT NULL,"
+        " state BLOB NOT NULL, updated REAL NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO series VALUES (?, ?, 1, ?, 0)",
+        ("sensor.old", "W", model.new_state().tobytes()),
+    )
+    old.commit()
+    old.close()
+
+    store = SensorStore(path)
+    assert store.load_all()["sensor.old"].scorer is None
+    store.save([SeriesRow("sensor.old", "W", model.new_state(), "night_watch")], 1.0)
+    store.close()
+    assert SensorStore(path).load_all()["sensor.old"].scorer == "night_watch"

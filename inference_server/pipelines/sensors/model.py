@@ -34,8 +34,8 @@ DAILY_BINS = 144
 WEEKLY_BINS = 168
 
 # Anomaly kinds, as numbers in the kernel's output and as names in the API.
-KIND_NONE, KIND_SPIKE, KIND_LEVEL_SHIFT, KIND_DRIFT, KIND_STUCK, KIND_MISSING = range(6)
-KIND_NAMES = ("none", "spike", "level_shift", "drift", "stuck", "missing_data")
+KIND_NONE, KIND_SPIKE, KIND_LEVEL_SHIFT, KIND_DRIFT, KIND_STUCK, KIND_MISSING, KIND_MODEL = range(7)
+KIND_NAMES = ("none", "spike", "level_shift", "drift", "stuck", "missing_data", "model")
 
 # Scalar slots of the state vector; the seasonal tables follow them.
 (
@@ -75,10 +75,19 @@ STATE_SIZE = TAIL_AT + 4 * TAIL_K
 STATE_SIZE_V1 = TAIL_AT  # before the tail tables (schema 1 rows); `migrate` pads them
 
 # Columns of the kernel's per-observation output.
-(OUT_SCORE, OUT_KIND, OUT_DIRECTION, OUT_EXPECTED, OUT_LOWER, OUT_UPPER, OUT_EVENT, OUT_ENDED) = (
-    range(8)
-)
-OUT_COLUMNS = 8
+(
+    OUT_SCORE,
+    OUT_KIND,
+    OUT_DIRECTION,
+    OUT_EXPECTED,
+    OUT_LOWER,
+    OUT_UPPER,
+    OUT_EVENT,
+    OUT_ENDED,
+    OUT_Z,  # the residual in sigmas (a feature for a user's scoring model)
+    OUT_RARITY,  # log10 of the return period in days (likewise)
+) = range(10)
+OUT_COLUMNS = 10
 EVENT_NONE, EVENT_START, EVENT_END = 0, 1, 2
 
 # Gaussian sigma from a mean absolute deviation.
@@ -168,10 +177,17 @@ def _clear_tails(state: F64) -> None:
         state[TAIL_AT + k] = -math.inf
 
 
-def update(state: F64, t: F64, v: F64, params: F64) -> npt.NDArray[np.float64]:
-    """Learn from the observations (t strictly increasing) in place; one output row each."""
+def update(
+    state: F64, t: F64, v: F64, params: F64, scores: F64 | None = None
+) -> npt.NDArray[np.float64]:
+    """Learn from the observations (t strictly increasing) in place; one output row each.
+
+    `scores`: a user's model's score per observation, in place of the rarity score; it then
+    decides spikes, shifts and drifts (kind `model` where the rules saw none), while stuck and
+    missing data stay the rules' (they are about the sensor, not the value)."""
     out = np.zeros((len(t), OUT_COLUMNS), dtype=np.float64)
-    _update(state, t, v, params, out)
+    given = np.empty(0) if scores is None else np.asarray(scores, dtype=np.float64)
+    _update(state, t, v, params, given, out)
     return out
 
 
@@ -303,7 +319,7 @@ def _rate(per_step: float, steps: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
+def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
     for i in range(len(ts)):
         t = ts[i]
         v = vs[i]
@@ -437,6 +453,12 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         if gap and not big:
             kind = KIND_MISSING
             direction = 0.0
+        if len(given):
+            score = min(max(given[i], 0.0), 1.0) if math.isfinite(given[i]) else 0.0
+            if score < 0.5 and kind in (KIND_SPIKE, KIND_LEVEL_SHIFT, KIND_DRIFT):
+                kind = KIND_NONE
+            elif score >= 0.5 and kind == KIND_NONE:
+                kind = KIND_MODEL
         if n < p[P_WARMUP]:
             kind = KIND_NONE
             score = 0.0
@@ -518,6 +540,8 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, out: F64) -> None:
         out[i, OUT_UPPER] = expected + half
         out[i, OUT_EVENT] = event
         out[i, OUT_ENDED] = old_kind if event == EVENT_END else 0.0
+        out[i, OUT_Z] = z
+        out[i, OUT_RARITY] = rarity
 
 
 @numba.njit(cache=True, nogil=True)

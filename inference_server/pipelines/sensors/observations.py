@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,6 +16,16 @@ SERIES_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # Epoch seconds accepted: 2000-01-01 .. 2200-01-01 (milliseconds by mistake are caught).
 MIN_T, MAX_T = 946_684_800.0, 7_258_118_400.0
 MAX_UNIT_LEN = 32
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # a model repository directory name
+
+
+class Batch(NamedTuple):
+    """One series' checked observations and what came with them."""
+
+    t: F64
+    v: F64
+    unit: str | None = None
+    model: str | None = None  # a scoring model of the repository to bind the series to
 
 
 class ObservationError(ValueError):
@@ -34,8 +44,8 @@ def check_series_id(series_id: str) -> None:
         )
 
 
-def parse_body(body: Any) -> tuple[F64, F64, str | None]:
-    """(t, v, unit) from {"observations": [{"t", "v"}...], "unit"?}; t strictly increasing."""
+def parse_body(body: Any) -> Batch:
+    """From {"observations": [{"t", "v"}...], "unit"?, "model"?}; t strictly increasing."""
     if not isinstance(body, dict) or not isinstance(body.get("observations"), list):
         raise ObservationError(
             400, "invalid_body", 'The body must be {"observations": [{"t": ..., "v": ...}]}'
@@ -43,6 +53,11 @@ def parse_body(body: Any) -> tuple[F64, F64, str | None]:
     unit = body.get("unit")
     if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT_LEN):
         raise ObservationError(400, "invalid_unit", f"unit: a string of at most {MAX_UNIT_LEN}")
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not MODEL_NAME_RE.match(model)):
+        raise ObservationError(
+            400, "invalid_model", "model: 1-64 characters of A-Z a-z 0-9 _ . - (a model's name)"
+        )
     items = body["observations"]
     if not items:
         raise ObservationError(400, "invalid_body", "observations is empty")
@@ -64,7 +79,7 @@ def parse_body(body: Any) -> tuple[F64, F64, str | None]:
         raise ObservationError(
             400, code, f"observations[{i}]: t must be later than the observation before it"
         )
-    return ts, vs, unit
+    return Batch(ts, vs, unit, model)
 
 
 def _parse_time(raw: Any, i: int) -> float:

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ...backends.base import Backend
 from . import model
 from .model import F64, KIND_NAMES, ModelParams
-from .observations import ObservationError
+from .observations import Batch, ObservationError
+from .scoring import SensorScorer, features
 from .storage import SensorStore, SeriesRow
 
 _LOGGER = logging.getLogger(__name__)
@@ -111,8 +113,10 @@ class SensorPipeline:
         publish: Publish | None = None,
         params: ModelParams | None = None,
         registry: CollectorRegistry | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.params = params or ModelParams()
+        self._scorer = SensorScorer(backend)
         self._metrics = SensorMetrics(registry or CollectorRegistry())
         self._p = self.params.as_array()
         self._path = data_dir / "sensors.sqlite3"
@@ -151,17 +155,15 @@ class SensorPipeline:
     def series_ids(self) -> list[str]:
         return sorted(self._series)
 
-    async def observe(
-        self, series_id: str, t: F64, v: F64, unit: str | None = None
-    ) -> ObserveResult:
+    async def observe(self, series_id: str, batch: Batch) -> ObserveResult:
         """Learn a batch and commit it; raises ObservationError for the documented conflicts."""
-        outcome = (await self.observe_many({series_id: (t, v, unit)}))[series_id]
+        outcome = (await self.observe_many({series_id: batch}))[series_id]
         if isinstance(outcome, ObservationError):
             raise outcome
         return outcome
 
     async def observe_many(
-        self, batches: dict[str, tuple[F64, F64, str | None]]
+        self, batches: dict[str, Batch]
     ) -> dict[str, ObserveResult | ObservationError]:
         """Learn batches of many series and commit them in one transaction.
 
@@ -174,18 +176,18 @@ class SensorPipeline:
             for series_id in sorted(batches):
                 await locks.enter_async_context(self._locks.setdefault(series_id, asyncio.Lock()))
             rows = []
-            for series_id, (t, v, unit) in batches.items():
+            for series_id, batch in batches.items():
+                t, v = batch.t, batch.v
                 try:
-                    row = self._checked_row(series_id, t, unit)
+                    row = self._checked_row(series_id, batch)
+                    scorer = batch.model or row.scorer
+                    state = row.state.copy()
+                    scores = await self._user_scores(scorer, state, t, v) if scorer else None
                 except ObservationError as err:
                     outcomes[series_id] = err
                     continue
-                state = row.state.copy()
-                if len(t) >= THREAD_BATCH:
-                    out = await asyncio.to_thread(model.update, state, t, v, self._p)
-                else:
-                    out = model.update(state, t, v, self._p)
-                new_row = SeriesRow(series_id, row.unit or unit, state)
+                out = await self._learn(state, t, v, scores)
+                new_row = SeriesRow(series_id, row.unit or batch.unit, state, scorer)
                 rows.append(new_row)
                 outcomes[series_id] = ObserveResult(series_id, t, v, out, new_row)
             if rows:
@@ -199,10 +201,30 @@ class SensorPipeline:
                 self._publish_events(outcome.series_id, outcome.t, outcome.v, outcome.out)
         return outcomes
 
-    def _checked_row(self, series_id: str, t: F64, unit: str | None) -> SeriesRow:
+    async def _learn(self, state: F64, t: F64, v: F64, scores: F64 | None) -> F64:
+        if len(t) >= THREAD_BATCH:
+            return await asyncio.to_thread(model.update, state, t, v, self._p, scores)
+        return model.update(state, t, v, self._p, scores)
+
+    async def _user_scores(self, scorer: str, state: F64, t: F64, v: F64) -> F64:
+        """The user's model's scores: the built-in model runs on a copy for the features."""
+        self._scorer.config(scorer)  # 404 before any work
+        out = await self._learn(state.copy(), t, v, None)
+        last_t = float(state[model.S_LAST_T]) if state[model.S_COUNT] > 0 else None
+        return await self._scorer.score(scorer, features(t, v, out, last_t))
+
+    def _checked_row(self, series_id: str, batch: Batch) -> SeriesRow:
+        t, unit = batch.t, batch.unit
         row = self._series.get(series_id)
         if row is None:
             return SeriesRow(series_id, unit, model.new_state())
+        if batch.model is not None and row.scorer is not None and batch.model != row.scorer:
+            raise ObservationError(
+                409,
+                "model_mismatch",
+                f"{series_id} is scored by {row.scorer!r}, not {batch.model!r}: DELETE it to "
+                "start over with another model",
+            )
         if unit is not None and row.unit is not None and unit != row.unit:
             raise ObservationError(
                 409,
@@ -282,6 +304,7 @@ class SensorPipeline:
                 "learning": bool(s[model.S_COUNT] < self.params.warmup),
                 "daily_seasonality": bool(span >= model.DAY_S),
                 "weekly_seasonality": bool(span >= model.WEEK_S),
+                "scorer": row.scorer or "rarity",
             },
         }
 

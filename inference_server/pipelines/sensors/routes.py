@@ -48,15 +48,15 @@ async def post_observations(request: web.Request) -> web.Response:
         check_series_id(series_id)
         if results not in RESULTS_MODES:
             raise ObservationError(400, "invalid_parameter", "results: all, anomalies or none")
-        t, v, unit = parse_body(await _read_json(request))
-        result = await pipeline.observe(series_id, t, v, unit)
+        batch = parse_body(await _read_json(request))
+        result = await pipeline.observe(series_id, batch)
     except ObservationError as err:
         raise ApiError(err.status, err.code, str(err)) from None
     except StoreUnavailableError as err:
         raise ApiError(503, "store_unavailable", str(err), retry_after=5) from None
     body: dict[str, Any] = {
         "series_id": series_id,
-        "accepted": len(t),
+        "accepted": len(batch.t),
         "state": pipeline.describe_series(result.row),
     }
     if results != "none":
@@ -83,7 +83,7 @@ async def post_batch(request: web.Request) -> web.Response:
                 parsed[series_id] = parse_body(item)
             except ObservationError as err:
                 raise ObservationError(err.status, err.code, f"{series_id}: {err}") from None
-        if sum(len(t) for t, _, _ in parsed.values()) > MAX_OBSERVATIONS:
+        if sum(len(batch.t) for batch in parsed.values()) > MAX_OBSERVATIONS:
             raise ObservationError(
                 413, "too_many_observations", f"At most {MAX_OBSERVATIONS} observations per request"
             )
@@ -172,6 +172,12 @@ _OBSERVATIONS_SCHEMA = {
             },
         },
         "unit": {"type": "string", "maxLength": 32},
+        "model": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "description": "a sensor_anomaly model of the model repository that scores this "
+            "series from now on, in place of the built-in rarity score",
+        },
     },
 }
 _STATE_SCHEMA = {
@@ -225,7 +231,7 @@ _PATHS: dict[str, dict[str, Any]] = {
                         },
                     }
                 ),
-                **errors(400, 401, 409, 413, 503),
+                **errors(400, 401, 404, 409, 413, 503),
             },
         }
     },

@@ -24,6 +24,7 @@ class SeriesRow:
     series_id: str
     unit: str | None
     state: F64
+    scorer: str | None = None  # a user's scoring model (scoring.py), or the built-in rarity
 
 
 class SensorStore:
@@ -42,19 +43,24 @@ class SensorStore:
             " unit TEXT,"
             " schema INTEGER NOT NULL,"
             " state BLOB NOT NULL,"
-            " updated REAL NOT NULL)"
+            " updated REAL NOT NULL,"
+            " scorer TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(series)")}
+        if "scorer" not in columns:  # a database of a version before scoring models
+            self._db.execute("ALTER TABLE series ADD COLUMN scorer TEXT")
 
     def load_all(self) -> dict[str, SeriesRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT series_id, unit, state FROM series WHERE schema = ?", (SCHEMA_VERSION,)
+                "SELECT series_id, unit, state, scorer FROM series WHERE schema = ?",
+                (SCHEMA_VERSION,),
             ).fetchall()
         loaded = {}
-        for series_id, unit, blob in rows:
+        for series_id, unit, blob, scorer in rows:
             state = migrate(np.frombuffer(blob, dtype=np.float64).copy())
             if state is not None:  # else a layout this version cannot read: learned anew
-                loaded[series_id] = SeriesRow(series_id, unit, state)
+                loaded[series_id] = SeriesRow(series_id, unit, state, scorer)
         return loaded
 
     def save(self, rows: list[SeriesRow], now: float) -> None:
@@ -63,12 +69,15 @@ class SensorStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO series (series_id, unit, schema, state, updated)"
-                    " VALUES (?, ?, ?, ?, ?)"
+                    "INSERT INTO series (series_id, unit, schema, state, updated, scorer)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(series_id) DO UPDATE SET unit = excluded.unit,"
                     " schema = excluded.schema, state = excluded.state,"
-                    " updated = excluded.updated",
-                    [(r.series_id, r.unit, SCHEMA_VERSION, r.state.tobytes(), now) for r in rows],
+                    " updated = excluded.updated, scorer = excluded.scorer",
+                    [
+                        (r.series_id, r.unit, SCHEMA_VERSION, r.state.tobytes(), now, r.scorer)
+                        for r in rows
+                    ],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
