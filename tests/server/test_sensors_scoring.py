@@ -8,6 +8,7 @@ the built-in rarity would never make ("the garage door moves at night").
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,21 @@ def night_watch_onnx() -> bytes:
     return serialized
 
 
-@pytest.fixture(scope="module")
-def scored_server(
-    tmp_path_factory: pytest.TempPathFactory, model_repo: Path
-) -> Iterator[ServerProcess]:
-    repo = tmp_path_factory.mktemp("repo")
-    for default in model_repo.iterdir():  # the detectors too: a repository as users have it
+def repository_with_the_model(repo: Path, defaults: Path) -> Path:
+    repo.mkdir(parents=True, exist_ok=True)
+    for default in defaults.iterdir():  # the detectors too: a repository as users have it
         (repo / default.name).symlink_to(default)
     (repo / MODEL / "1").mkdir(parents=True)
     (repo / MODEL / "config.pbtxt").write_text(CONFIG)
     (repo / MODEL / "1" / "model.onnx").write_bytes(night_watch_onnx())
+    return repo
+
+
+@pytest.fixture(scope="module")
+def scored_server(
+    tmp_path_factory: pytest.TempPathFactory, model_repo: Path
+) -> Iterator[ServerProcess]:
+    repo = repository_with_the_model(tmp_path_factory.mktemp("repo"), model_repo)
     server = ServerProcess(
         tmp_path_factory.mktemp("server"), mqtt_port=None, token=TOKEN, model_repo=repo
     )
@@ -146,3 +152,28 @@ def test_unknown_or_other_models_are_refused(scored_server: ServerProcess) -> No
     )
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "model_mismatch"
+
+
+def test_a_removed_model_leaves_the_rarity_to_score(tmp_path: Path, model_repo: Path) -> None:
+    """The model a series is bound to is taken out of the repository: the series keeps
+    learning (no reading refused), scored by the built-in rarity, and stays bound."""
+    repo = repository_with_the_model(tmp_path / "repo", model_repo)
+    server = ServerProcess(tmp_path / "server", mqtt_port=None, token=TOKEN, model_repo=repo)
+    server.start()
+    try:
+        bound = post(server, "sensor.door", {"observations": readings(1), "model": MODEL})
+        assert bound.status_code == 200, bound.text
+        server.stop()
+        shutil.rmtree(repo / MODEL)
+        server.start()
+        later = post(server, "sensor.door", {"observations": readings(1, START + DAY)})
+        assert later.status_code == 200, later.text
+        body = later.json()
+        assert body["state"]["model"]["scorer"] == MODEL
+        assert not any(r["kind"] == "model" for r in body["results"])  # 02:00 is not flagged
+        named = post(
+            server, "sensor.door", {"observations": readings(0.1, START + 2 * DAY), "model": MODEL}
+        )
+        assert named.status_code == 404
+    finally:
+        server.stop()

@@ -117,6 +117,7 @@ class SensorPipeline:
     ) -> None:
         self.params = params or ModelParams()
         self._scorer = SensorScorer(backend)
+        self._orphaned: set[str] = set()  # series whose scoring model is missing (warned once)
         self._metrics = SensorMetrics(registry or CollectorRegistry())
         self._p = self.params.as_array()
         self._path = data_dir / "sensors.sqlite3"
@@ -182,7 +183,9 @@ class SensorPipeline:
                     row = self._checked_row(series_id, batch)
                     scorer = batch.model or row.scorer
                     state = row.state.copy()
-                    scores = await self._user_scores(scorer, state, t, v) if scorer else None
+                    scores = (
+                        await self._user_scores(series_id, scorer, state, batch) if scorer else None
+                    )
                 except ObservationError as err:
                     outcomes[series_id] = err
                     continue
@@ -206,9 +209,29 @@ class SensorPipeline:
             return await asyncio.to_thread(model.update, state, t, v, self._p, scores)
         return model.update(state, t, v, self._p, scores)
 
-    async def _user_scores(self, scorer: str, state: F64, t: F64, v: F64) -> F64:
-        """The user's model's scores: the built-in model runs on a copy for the features."""
-        self._scorer.config(scorer)  # 404 before any work
+    async def _user_scores(
+        self, series_id: str, scorer: str, state: F64, batch: Batch
+    ) -> F64 | None:
+        """The user's model's scores: the built-in model runs on a copy for the features.
+
+        A model the series is bound to but the repository no longer has (not one this request
+        names) leaves the built-in rarity to score, so no reading is refused for it."""
+        t, v = batch.t, batch.v
+        try:
+            self._scorer.config(scorer)  # 404 before any work
+        except ObservationError:
+            if batch.model is not None:
+                raise
+            if series_id not in self._orphaned:
+                self._orphaned.add(series_id)
+                _LOGGER.warning(
+                    "Sensors: %s is bound to the scoring model %s, which the model repository "
+                    "does not have now: the built-in rarity scores it until the model is back",
+                    series_id,
+                    scorer,
+                )
+            return None
+        self._orphaned.discard(series_id)
         out = await self._learn(state.copy(), t, v, None)
         last_t = float(state[model.S_LAST_T]) if state[model.S_COUNT] > 0 else None
         return await self._scorer.score(scorer, features(t, v, out, last_t))
