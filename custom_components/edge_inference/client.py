@@ -242,12 +242,15 @@ class EdgeInferenceClient:
         observations: list[dict[str, float]],
         *,
         unit: str | None,
+        model: str | None = None,
         results: str = "all",
     ) -> dict[str, Any]:
         """`POST /sensors/{id}/observations`: learn readings; a result for each."""
         body: dict[str, Any] = {"observations": observations}
         if unit:
             body["unit"] = unit
+        if model:
+            body["model"] = model
         return await self._json(
             "POST",
             f"/sensors/{series_id}/observations",

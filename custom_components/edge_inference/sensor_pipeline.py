@@ -38,9 +38,11 @@ _LOGGER = logging.getLogger(__name__)
 SUBENTRY_SENSORS: Final = "sensor_pipeline"
 CONF_SENSORS: Final = "sensors"
 CONF_WARMUP_DAYS: Final = "warmup_days"
+CONF_SCORING_MODEL: Final = "scoring_model"  # a user's model on the server, else its rarity
 DEFAULT_WARMUP_DAYS: Final = 7
 EVENT_ANOMALY: Final = "anomaly"
 WARMUP_BATCH: Final = 20_000
+BUILT_IN_SCORER: Final = "rarity"  # what the server calls its own score
 FORECAST_EVERY_S: Final = 300.0
 FORECAST_HORIZON_S: Final = 3600
 FORECAST_POINTS: Final = 6
@@ -70,6 +72,7 @@ class SensorPipeline:
         self.title = subentry.title
         self.sensors: list[str] = list(subentry.data[CONF_SENSORS])
         self.warmup_days = float(subentry.data.get(CONF_WARMUP_DAYS, DEFAULT_WARMUP_DAYS))
+        self.scoring_model: str | None = subentry.data.get(CONF_SCORING_MODEL) or None
         self.results: dict[str, dict[str, Any]] = {}
         self.forecasts: dict[str, list[dict[str, float]]] = {}
         self.units: dict[str, str | None] = {}
@@ -120,8 +123,12 @@ class SensorPipeline:
         if (state := self.hass.states.get(entity_id)) is not None:
             self.units[entity_id] = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT)
         known = await self.client.async_get_series(entity_id)
-        if known and known.get("unit") != self.units[entity_id]:
-            # The sensor changed unit since the server learned it: start over.
+        scorer = (known or {}).get("model", {}).get("scorer")  # None from servers before 2026-12
+        if known and (
+            known.get("unit") != self.units[entity_id]
+            or (scorer is not None and scorer != (self.scoring_model or BUILT_IN_SCORER))
+        ):
+            # The sensor changed unit, or the pipeline its scoring model: start over.
             await self.client.async_delete_series(entity_id)
             known = None
         last_t = float(known["last"]["t"]) if known else -math.inf
@@ -133,6 +140,7 @@ class SensorPipeline:
                 entity_id,
                 observations[i : i + WARMUP_BATCH],
                 unit=self.units[entity_id],
+                model=self.scoring_model,
                 results="none",
             )
         _LOGGER.debug("Warmed %s with %d observations", entity_id, len(observations))
@@ -200,7 +208,10 @@ class SensorPipeline:
                 self.forecasts.pop(entity_id, None)
                 self._forecast_at.pop(entity_id, None)
             answer = await self.client.async_post_observations(
-                entity_id, [{"t": t, "v": value}], unit=self.units.get(entity_id)
+                entity_id,
+                [{"t": t, "v": value}],
+                unit=self.units.get(entity_id),
+                model=self.scoring_model,
             )
         except RequestError as err:
             if err.status == 409 and err.code == "stale_observation":

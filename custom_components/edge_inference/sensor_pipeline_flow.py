@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import probatio as vol
@@ -15,30 +16,50 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
     TextSelector,
 )
 
-from .sensor_pipeline import CONF_SENSORS, CONF_WARMUP_DAYS, DEFAULT_WARMUP_DAYS, numeric
+from .sensor_pipeline import (
+    CONF_SCORING_MODEL,
+    CONF_SENSORS,
+    CONF_WARMUP_DAYS,
+    DEFAULT_WARMUP_DAYS,
+    numeric,
+)
 
 DEFAULT_NAME = "Sensor anomalies"
 
 
-def _schema(defaults: dict[str, Any]) -> vol.Schema:
-    return vol.Schema(
-        {
-            vol.Required(CONF_NAME, default=defaults.get(CONF_NAME, DEFAULT_NAME)): TextSelector(),
-            vol.Required(CONF_SENSORS, default=defaults.get(CONF_SENSORS, [])): EntitySelector(
-                EntitySelectorConfig(domain=SENSOR_DOMAIN, multiple=True)
-            ),
-            vol.Required(
-                CONF_WARMUP_DAYS, default=defaults.get(CONF_WARMUP_DAYS, DEFAULT_WARMUP_DAYS)
-            ): NumberSelector(
-                NumberSelectorConfig(
-                    min=0, max=60, step=1, unit_of_measurement="d", mode=NumberSelectorMode.BOX
-                )
-            ),
-        }
-    )
+def announced_sensor_models(info: Mapping[str, Any]) -> list[str]:
+    """The server's sensor scoring models (ONNX in its model repository), from the announce."""
+    sensors = (info.get("capabilities") or {}).get("sensors") or {}
+    return [str(name) for name in sensors.get("models") or [] if isinstance(name, str)]
+
+
+def _schema(defaults: dict[str, Any], models: list[str]) -> vol.Schema:
+    fields: dict[Any, Any] = {
+        vol.Required(CONF_NAME, default=defaults.get(CONF_NAME, DEFAULT_NAME)): TextSelector(),
+        vol.Required(CONF_SENSORS, default=defaults.get(CONF_SENSORS, [])): EntitySelector(
+            EntitySelectorConfig(domain=SENSOR_DOMAIN, multiple=True)
+        ),
+        vol.Required(
+            CONF_WARMUP_DAYS, default=defaults.get(CONF_WARMUP_DAYS, DEFAULT_WARMUP_DAYS)
+        ): NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=60, step=1, unit_of_measurement="d", mode=NumberSelectorMode.BOX
+            )
+        ),
+    }
+    if models:  # only offered when the server has a model to offer
+        fields[
+            vol.Optional(
+                CONF_SCORING_MODEL,
+                description={"suggested_value": defaults.get(CONF_SCORING_MODEL)},
+            )
+        ] = SelectSelector(SelectSelectorConfig(options=models))
+    return vol.Schema(fields)
 
 
 class SensorPipelineSubentryFlow(ConfigSubentryFlow):
@@ -51,7 +72,7 @@ class SensorPipelineSubentryFlow(ConfigSubentryFlow):
             name = user_input.pop(CONF_NAME)
             return self.async_create_entry(title=name, data=user_input)
         return self.async_show_form(
-            step_id="user", data_schema=_schema(user_input or {}), errors=errors
+            step_id="user", data_schema=_schema(user_input or {}, self._models()), errors=errors
         )
 
     async def async_step_reconfigure(
@@ -67,8 +88,12 @@ class SensorPipelineSubentryFlow(ConfigSubentryFlow):
             )
         defaults = user_input or {CONF_NAME: subentry.title, **subentry.data}
         return self.async_show_form(
-            step_id="reconfigure", data_schema=_schema(defaults), errors=errors
+            step_id="reconfigure", data_schema=_schema(defaults, self._models()), errors=errors
         )
+
+    def _models(self) -> list[str]:
+        runtime = getattr(self._get_entry(), "runtime_data", None)
+        return announced_sensor_models(runtime.coordinator.data.info) if runtime else []
 
     def _validate(self, user_input: dict[str, Any]) -> dict[str, str]:
         """Numeric sensors only: a state class, or a state that reads as a number."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,11 +35,14 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 
 from custom_components.edge_inference.const import CONF_SERVER_ID, DOMAIN
 from custom_components.edge_inference.sensor_pipeline import (
+    CONF_SCORING_MODEL,
     CONF_SENSORS,
     CONF_WARMUP_DAYS,
     SUBENTRY_SENSORS,
 )
-from tests.helpers.server_process import ServerProcess
+from tests.helpers.broker import MosquittoBroker
+from tests.helpers.sensor_models import NIGHT_WATCH, repository_with_night_watch
+from tests.helpers.server_process import DEFAULT_REPO, ServerProcess
 
 from .common import SERVER_ID, TOKEN, async_wait_for
 
@@ -237,3 +241,54 @@ async def test_subentry_flow_takes_numeric_sensors_and_adds_their_entities(
     await async_wait_for(hass, lambda: _state(hass, problem) in (STATE_ON, STATE_OFF))
     assert _series(server)["observations"] >= 1
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.timeout(120)
+async def test_a_scoring_model_of_the_server_is_offered_and_used(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    real_mqtt: MockConfigEntry,
+    broker: MosquittoBroker,
+    tmp_path: Path,
+) -> None:
+    """A server with a sensor model in its repository: the subentry flow offers it, and the
+    pipeline's sensors are then scored by it on the server."""
+    repo = repository_with_night_watch(tmp_path / "repo", DEFAULT_REPO)
+    server = ServerProcess(
+        tmp_path / "server",
+        mqtt_port=broker.port,
+        token=TOKEN,
+        server_id=SERVER_ID,
+        model_repo=repo,
+    )
+    server.start()
+    try:
+        hass.states.async_set(FREEZER, "-18.2", ATTRS)
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            unique_id=SERVER_ID,
+            title="Server",
+            data={CONF_URL: server.url, CONF_API_TOKEN: TOKEN, CONF_SERVER_ID: SERVER_ID},
+        )
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        result = await hass.config_entries.subentries.async_init(
+            (entry.entry_id, SUBENTRY_SENSORS), context={"source": SOURCE_USER}
+        )
+        assert CONF_SCORING_MODEL in result["data_schema"].schema
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"],
+            {
+                CONF_NAME: "Garage",
+                CONF_SENSORS: [FREEZER],
+                CONF_WARMUP_DAYS: 1,
+                CONF_SCORING_MODEL: NIGHT_WATCH,
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["data"][CONF_SCORING_MODEL] == NIGHT_WATCH
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert _series(server)["model"]["scorer"] == NIGHT_WATCH
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        server.stop()

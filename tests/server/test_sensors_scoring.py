@@ -1,8 +1,8 @@
 """A series scored by a user's ONNX model from the model repository, through the real server.
 
-The model here is built with onnx's own helpers (nothing to download): it scores 1 for any
-reading between 02:00 and 03:00 UTC and 0 otherwise, from the `hour_of_day` feature, a rule
-the built-in rarity would never make ("the garage door moves at night").
+The model (tests/helpers/sensor_models.py) scores 1 for any reading between 02:00 and 03:00
+UTC and 0 otherwise, a rule the built-in rarity would never make ("the garage door moves at
+night").
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 import requests
-from onnx import TensorProto, helper
 
-from inference_server.pipelines.sensors.scoring import FEATURES
+from tests.helpers.sensor_models import NIGHT_WATCH, repository_with_night_watch
 from tests.helpers.server_process import ServerProcess
 
 from .conftest import TOKEN
@@ -27,57 +25,14 @@ from .conftest import TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DAY = 86400.0
 START = 1_780_000_000.0 - 1_780_000_000.0 % DAY  # midnight UTC
-MODEL = "night_watch"
-CONFIG = f"""name: "{MODEL}"
-platform: "onnxruntime_onnx"
-max_batch_size: 4096
-input [ {{ name: "features" data_type: TYPE_FP32 dims: [ {len(FEATURES)} ] }} ]
-output [ {{ name: "score" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-parameters {{ key: "task" value: {{ string_value: "sensor_anomaly" }} }}
-"""
-
-
-def night_watch_onnx() -> bytes:
-    hour = FEATURES.index("hour_of_day")
-    nodes = [
-        helper.make_node("Gather", ["features", "column"], ["hour"], axis=1),
-        helper.make_node("GreaterOrEqual", ["hour", "two"], ["after_two"]),
-        helper.make_node("Less", ["hour", "three"], ["before_three"]),
-        helper.make_node("And", ["after_two", "before_three"], ["night"]),
-        helper.make_node("Cast", ["night"], ["score"], to=TensorProto.FLOAT),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        MODEL,
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", len(FEATURES)])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["n", 1])],
-        initializer=[
-            helper.make_tensor("column", TensorProto.INT64, [1], [hour]),
-            helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
-            helper.make_tensor("three", TensorProto.FLOAT, [], [3.0]),
-        ],
-    )
-    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(built)
-    serialized: bytes = built.SerializeToString()
-    return serialized
-
-
-def repository_with_the_model(repo: Path, defaults: Path) -> Path:
-    repo.mkdir(parents=True, exist_ok=True)
-    for default in defaults.iterdir():  # the detectors too: a repository as users have it
-        (repo / default.name).symlink_to(default)
-    (repo / MODEL / "1").mkdir(parents=True)
-    (repo / MODEL / "config.pbtxt").write_text(CONFIG)
-    (repo / MODEL / "1" / "model.onnx").write_bytes(night_watch_onnx())
-    return repo
+MODEL = NIGHT_WATCH
 
 
 @pytest.fixture(scope="module")
 def scored_server(
     tmp_path_factory: pytest.TempPathFactory, model_repo: Path
 ) -> Iterator[ServerProcess]:
-    repo = repository_with_the_model(tmp_path_factory.mktemp("repo"), model_repo)
+    repo = repository_with_night_watch(tmp_path_factory.mktemp("repo"), model_repo)
     server = ServerProcess(
         tmp_path_factory.mktemp("server"), mqtt_port=None, token=TOKEN, model_repo=repo
     )
@@ -157,7 +112,7 @@ def test_unknown_or_other_models_are_refused(scored_server: ServerProcess) -> No
 def test_a_removed_model_leaves_the_rarity_to_score(tmp_path: Path, model_repo: Path) -> None:
     """The model a series is bound to is taken out of the repository: the series keeps
     learning (no reading refused), scored by the built-in rarity, and stays bound."""
-    repo = repository_with_the_model(tmp_path / "repo", model_repo)
+    repo = repository_with_night_watch(tmp_path / "repo", model_repo)
     server = ServerProcess(tmp_path / "server", mqtt_port=None, token=TOKEN, model_repo=repo)
     server.start()
     try:

@@ -151,6 +151,7 @@ class SensorPipeline:
         return {
             "kinds": list(KIND_NAMES[1:]),
             "max_horizon_s": MAX_HORIZON_S,
+            "models": self._scorer.names(),
         }
 
     def series_ids(self) -> list[str]:

@@ -55,6 +55,11 @@ class SensorScorer:
     def __init__(self, backend: Backend | None) -> None:
         self._backend = backend
 
+    def names(self) -> list[str]:
+        """The sensor scoring models the backend serves now."""
+        models = self._backend.models() if self._backend else {}
+        return sorted(n for n, c in models.items() if c.task == TASK and c.inputs)
+
     def config(self, name: str) -> ModelConfig:
         """The model's config; 404 when the backend serves no sensor model of that name."""
         config = self._backend.models().get(name) if self._backend else None
