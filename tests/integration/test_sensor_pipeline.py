@@ -22,7 +22,7 @@ from homeassistant.components.recorder.models import (
     StatisticMetaData,
 )
 from homeassistant.components.recorder.statistics import async_import_statistics
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, SubentryFlowResult
 from homeassistant.const import CONF_API_TOKEN, CONF_NAME, CONF_URL, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -188,6 +188,24 @@ def _series_unit(server: ServerProcess) -> str | None:
     return response.json().get("unit") if response.status_code == 200 else None
 
 
+async def _server_entry_and_sensor_flow(
+    hass: HomeAssistant, server: ServerProcess
+) -> tuple[MockConfigEntry, SubentryFlowResult]:
+    """The server's entry, set up, and the first form of a new sensor pipeline subentry."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERVER_ID,
+        title="Server",
+        data={CONF_URL: server.url, CONF_API_TOKEN: TOKEN, CONF_SERVER_ID: SERVER_ID},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_SENSORS), context={"source": SOURCE_USER}
+    )
+    return entry, result
+
+
 def _state(hass: HomeAssistant, entity_id: str) -> str:
     state = hass.states.get(entity_id)
     return state.state if state is not None else ""
@@ -202,18 +220,7 @@ async def test_subentry_flow_takes_numeric_sensors_and_adds_their_entities(
 ) -> None:
     hass.states.async_set(FREEZER, "-18.2", ATTRS)
     hass.states.async_set("sensor.weather", "sunny", {"friendly_name": "Weather"})
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERVER_ID,
-        title="Server",
-        data={CONF_URL: server.url, CONF_API_TOKEN: TOKEN, CONF_SERVER_ID: SERVER_ID},
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_SENSORS), context={"source": SOURCE_USER}
-    )
+    entry, result = await _server_entry_and_sensor_flow(hass, server)
     assert result["type"] is FlowResultType.FORM
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
@@ -264,17 +271,7 @@ async def test_a_scoring_model_of_the_server_is_offered_and_used(
     server.start()
     try:
         hass.states.async_set(FREEZER, "-18.2", ATTRS)
-        entry = MockConfigEntry(
-            domain=DOMAIN,
-            unique_id=SERVER_ID,
-            title="Server",
-            data={CONF_URL: server.url, CONF_API_TOKEN: TOKEN, CONF_SERVER_ID: SERVER_ID},
-        )
-        entry.add_to_hass(hass)
-        assert await hass.config_entries.async_setup(entry.entry_id)
-        result = await hass.config_entries.subentries.async_init(
-            (entry.entry_id, SUBENTRY_SENSORS), context={"source": SOURCE_USER}
-        )
+        entry, result = await _server_entry_and_sensor_flow(hass, server)
         assert CONF_SCORING_MODEL in result["data_schema"].schema
         result = await hass.config_entries.subentries.async_configure(
             result["flow_id"],
