@@ -222,6 +222,7 @@ async def test_subentry_flow_takes_numeric_sensors_and_adds_their_entities(
     hass.states.async_set("sensor.weather", "sunny", {"friendly_name": "Weather"})
     entry, result = await _server_entry_and_sensor_flow(hass, server)
     assert result["type"] is FlowResultType.FORM
+    assert CONF_SCORING_MODEL not in result["data_schema"].schema  # this server has none
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
         {CONF_NAME: "Kitchen", CONF_SENSORS: [FREEZER, "sensor.weather"], CONF_WARMUP_DAYS: 3},
