@@ -267,11 +267,35 @@ def warm_start_seconds(repeats: int = 5) -> dict[str, float]:
             await pipeline.stop()
             return times
 
+    async def with_users_model() -> list[float]:
+        """The same through a user's ONNX scoring model (onnxruntime in process)."""
+        from inference_server.backends.local import LocalBackend
+        from tests.helpers.sensor_models import NIGHT_WATCH, add_night_watch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            add_night_watch(Path(tmp) / "repo")
+            backend = LocalBackend(Path(tmp) / "repo")
+            await backend.start()
+            pipeline = SensorPipeline(Path(tmp) / "data", backend=backend)
+            await pipeline.start()
+            times = []
+            for k in range(repeats):
+                started = time.perf_counter()
+                await pipeline.observe(f"scored{k}", Batch(t, v, model=NIGHT_WATCH))
+                times.append(time.perf_counter() - started)
+            await pipeline.stop()
+            await backend.stop()
+            return times
+
     pipeline = asyncio.run(through_pipeline())
+    scored = asyncio.run(with_users_model())
     http = http_warm_start(t, v, repeats)
     return {
         "model.update": float(np.median(kernel)),
         "SensorPipeline.observe (+ SQLite commit)": float(np.median(pipeline)),
+        "SensorPipeline.observe, scored by a user's ONNX model (tests/helpers/sensor_models.py)": (
+            float(np.median(scored))
+        ),
         **http,
     }
 
