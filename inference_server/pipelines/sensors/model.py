@@ -320,6 +320,7 @@ def _rate(per_step: float, steps: float) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
+    rare_half = math.log10(p[P_RARE_DAYS])  # the rarity that scores 0.5
     for i in range(len(ts)):
         t = ts[i]
         v = vs[i]
@@ -434,8 +435,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         # Score in 0..1 from the rarity: 0.5 for a reading as extreme as one in `rare_days`
         # days, more for rarer ones, 0 for one as common as daily. A flagged reading (below)
         # scores at least 0.5, so the score and the flag never disagree about an alarm.
-        half = math.log10(p[P_RARE_DAYS])
-        score = rarity / (rarity + half) if rarity > 0 else 0.0
+        score = rarity / (rarity + rare_half) if rarity > 0 else 0.0
         # With enough history, readings this extreme that come more than once a day are this
         # sensor's normal (a power meter's spikes, a busy count): not flagged as anomalies.
         usual_extreme = (

@@ -23,7 +23,7 @@ from ...backends.base import Backend
 from . import model
 from .model import F64, KIND_NAMES, ModelParams
 from .observations import Batch, ObservationError
-from .scoring import SensorScorer, features
+from .scoring import BUILT_IN, SensorScorer, features
 from .storage import SensorStore, SeriesRow
 
 _LOGGER = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class SensorPipeline:
         names) leaves the built-in rarity to score, so no reading is refused for it."""
         t, v = batch.t, batch.v
         try:
-            self._scorer.config(scorer)  # 404 before any work
+            config = self._scorer.config(scorer)  # 404 before any work
         except ObservationError:
             if batch.model is not None:
                 raise
@@ -235,7 +235,7 @@ class SensorPipeline:
         self._orphaned.discard(series_id)
         out = await self._learn(state.copy(), t, v, None)
         last_t = float(state[model.S_LAST_T]) if state[model.S_COUNT] > 0 else None
-        return await self._scorer.score(scorer, features(t, v, out, last_t))
+        return await self._scorer.score(config, features(t, v, out, last_t))
 
     def _checked_row(self, series_id: str, batch: Batch) -> SeriesRow:
         t, unit = batch.t, batch.unit
@@ -272,6 +272,7 @@ class SensorPipeline:
                 raise UnknownSeriesError(series_id)
             await asyncio.to_thread(self._started().delete, series_id)
             del self._series[series_id]
+            self._orphaned.discard(series_id)
             self._metrics.series.set(len(self._series))
 
     def state(self, series_id: str, horizon_s: float = 3600.0, points: int = 12) -> dict[str, Any]:
@@ -328,7 +329,7 @@ class SensorPipeline:
                 "learning": bool(s[model.S_COUNT] < self.params.warmup),
                 "daily_seasonality": bool(span >= model.DAY_S),
                 "weekly_seasonality": bool(span >= model.WEEK_S),
-                "scorer": row.scorer or "rarity",
+                "scorer": row.scorer or BUILT_IN,
             },
         }
 

@@ -9,7 +9,13 @@ from aiohttp import web
 
 from ...errors import ApiError
 from ...openapi import document, errors, json_body
-from .observations import MAX_OBSERVATIONS, ObservationError, check_series_id, parse_body
+from .observations import (
+    MAX_OBSERVATIONS,
+    MODEL_NAME_RE,
+    ObservationError,
+    check_series_id,
+    parse_body,
+)
 from .pipeline import SensorPipeline, StoreUnavailableError, UnknownSeriesError
 
 SENSORS_KEY: web.AppKey[SensorPipeline] = web.AppKey("sensors", SensorPipeline)
@@ -174,7 +180,7 @@ _OBSERVATIONS_SCHEMA = {
         "unit": {"type": "string", "maxLength": 32},
         "model": {
             "type": "string",
-            "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "pattern": MODEL_NAME_RE.pattern,
             "description": "a sensor_anomaly model of the model repository that scores this "
             "series from now on, in place of the built-in rarity score",
         },

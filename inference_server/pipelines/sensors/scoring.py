@@ -21,6 +21,7 @@ from .model import F64
 from .observations import ObservationError
 
 TASK = "sensor_anomaly"
+BUILT_IN = "rarity"  # the scorer a series has without a model of its own
 FEATURES = (
     "value",
     "expected",  # the built-in model's expected value
@@ -58,12 +59,12 @@ class SensorScorer:
     def names(self) -> list[str]:
         """The sensor scoring models the backend serves now."""
         models = self._backend.models() if self._backend else {}
-        return sorted(n for n, c in models.items() if c.task == TASK and c.inputs)
+        return sorted(n for n, c in models.items() if _is_sensor_model(c))
 
     def config(self, name: str) -> ModelConfig:
         """The model's config; 404 when the backend serves no sensor model of that name."""
         config = self._backend.models().get(name) if self._backend else None
-        if config is None or config.task != TASK or not config.inputs:
+        if config is None or not _is_sensor_model(config):
             raise ObservationError(
                 404,
                 "unknown_model",
@@ -72,10 +73,10 @@ class SensorScorer:
             )
         return config
 
-    async def score(self, name: str, rows: npt.NDArray[np.float32]) -> F64:
-        """One score per row, in chunks of the model's max_batch_size."""
+    async def score(self, config: ModelConfig, rows: npt.NDArray[np.float32]) -> F64:
+        """One score per row, in chunks of the model's max_batch_size (config: from config())."""
         assert self._backend is not None  # config() found the model on it
-        config = self.config(name)
+        name = config.name
         step = config.max_batch_size if config.max_batch_size > 0 else len(rows)
         scores = []
         for start in range(0, len(rows), max(step, 1)):
@@ -96,3 +97,7 @@ class SensorScorer:
                 )
             scores.append(got)
         return np.concatenate(scores)
+
+
+def _is_sensor_model(config: ModelConfig) -> bool:
+    return config.task == TASK and bool(config.inputs)
