@@ -253,7 +253,20 @@ class Demo:
             ("integration", {"client_id": CLIENT_ID, "redirect_uri": CLIENT_ID}),
         ):
             await self.api(session, "POST", f"/api/onboarding/{step}", body)
+        await self.keep_http_config(session)
         log(f"Home Assistant onboarded (user {USER!r}, password {PASSWORD!r})")
+
+    async def keep_http_config(self, session: aiohttp.ClientSession) -> None:
+        """Confirm the `http:` settings above, as a user does once HA answers on them.
+
+        HA 2026.10 tries YAML HTTP settings as a pending config and, unless it is promoted
+        within 5 minutes, restarts Home Assistant on the previous one (port 8123)."""
+        async with await self.open_websocket(session) as ws:
+            await ws.send_json({"id": 1, "type": "http/config/promote"})
+            answer = await ws.receive_json()
+        # Older HA has no such command; nothing pending (a restart of the demo) is fine too.
+        if not answer.get("success"):
+            log(f"HTTP config not promoted: {answer.get('error', {}).get('message')}")
 
     async def add_mqtt(self, session: aiohttp.ClientSession) -> None:
         path = "/api/config/config_entries/flow"

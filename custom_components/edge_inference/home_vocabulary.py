@@ -27,8 +27,11 @@ class HomeVocabulary:
     names: tuple[str, ...]
     areas: tuple[str, ...]
     floors: tuple[str, ...]
-    # Each name (case-folded) -> the domains of the entities it names.
+    # Each name (case-folded) -> the domains of the entities it names, and the areas and
+    # floors (their names and aliases, case-folded) those entities are in.
     domains_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    areas_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    floors_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def values(self, slot: str) -> tuple[str, ...]:
         return {"name": self.names, "area": self.areas, "floor": self.floors}.get(slot, ())
@@ -39,8 +42,12 @@ def async_home_vocabulary(hass: HomeAssistant, assistant: str) -> HomeVocabulary
     """The vocabulary of what is exposed to `assistant` (conversation for Assist)."""
     entities = er.async_get(hass)
     devices = dr.async_get(hass)
+    area_registry = ar.async_get(hass)
+    floor_registry = fr.async_get(hass)
     names: list[str] = []
     domains_of: defaultdict[str, set[str]] = defaultdict(set)
+    areas_of: defaultdict[str, set[str]] = defaultdict(set)
+    floors_of: defaultdict[str, set[str]] = defaultdict(set)
     for state in hass.states.async_all():
         if not async_should_expose(hass, assistant, state.entity_id):
             continue
@@ -50,16 +57,33 @@ def async_home_vocabulary(hass: HomeAssistant, assistant: str) -> HomeVocabulary
         if device is not None:
             own.extend(n for n in (device.name_by_user, device.name) if n)
         names.extend(own)
+        # The entity's area, else its device's (as HA's intent matching places it).
+        area_id = (entry.area_id if entry else None) or (device.area_id if device else None)
+        area = area_registry.async_get_area(area_id) if area_id else None
+        floor = floor_registry.async_get_floor(area.floor_id) if area and area.floor_id else None
         for name in own:
-            domains_of[name.strip().casefold()].add(state.domain)
-    areas = ar.async_get(hass).async_list_areas()
-    floors = fr.async_get(hass).async_list_floors()
+            key = name.strip().casefold()
+            domains_of[key].add(state.domain)
+            areas_of[key].update(_folded(area.name, *area.aliases) if area else ())
+            floors_of[key].update(_folded(floor.name, *floor.aliases) if floor else ())
+    areas = area_registry.async_list_areas()
+    floors = floor_registry.async_list_floors()
     return HomeVocabulary(
         names=_unique(names),
         areas=_unique(n for area in areas for n in (area.name, *area.aliases)),
         floors=_unique(n for floor in floors for n in (floor.name, *floor.aliases)),
-        domains_of={name: frozenset(domains) for name, domains in domains_of.items()},
+        domains_of=_frozen(domains_of),
+        areas_of=_frozen(areas_of),
+        floors_of=_frozen(floors_of),
     )
+
+
+def _folded(*names: str) -> set[str]:
+    return {n.strip().casefold() for n in names}
+
+
+def _frozen(sets: Mapping[str, set[str]]) -> dict[str, frozenset[str]]:
+    return {key: frozenset(values) for key, values in sets.items()}
 
 
 def _unique(names: Iterable[str]) -> tuple[str, ...]:

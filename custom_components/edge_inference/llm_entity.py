@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,16 +38,17 @@ from .const import (
     MAX_TOOL_ITERATIONS,
     PRIORITY_VOICE,
 )
-from .home_vocabulary import async_home_vocabulary
+from .home_vocabulary import HomeVocabulary, async_home_vocabulary
 from .tool_recovery import (
     TARGET_SLOTS,
     TextToolCall,
+    fit_targets,
+    has_target,
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
     tool_call_schema,
     unknown_targets,
-    without_contradicting_domain,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 
 # What HA appends to the system prompt when no date/time tool is offered (llm.DATE_TIME_PROMPT).
 _CLOCK = re.compile(r"Current time is [^\n]*?\. Today's date is [^\n]*?\.\n?")
+DONE = "Done."
+COULD_NOT = "Sorry, I could not work out how to do that."
 RETRY_INSTRUCTION = (
     "Answer with the one tool call that does what the user asked, as JSON with the tool's "
     "name and its arguments."
@@ -63,22 +66,22 @@ RETRY_INSTRUCTION = (
 
 @dataclass(frozen=True)
 class Toolbox:
-    """The tools of one chat: HA's, as OpenAI tools, and the names their targets may take."""
+    """The tools of one chat: HA's, as OpenAI tools, and what the home can name."""
 
     by_name: dict[str, llm.Tool] = field(default_factory=dict)
     formatted: list[dict[str, Any]] = field(default_factory=list)
-    known: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    domains_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    home: HomeVocabulary = field(default_factory=lambda: HomeVocabulary((), (), ()))
+
+    @property
+    def known(self) -> dict[str, Sequence[str]]:
+        """The names each target slot may take."""
+        return {slot: self.home.values(slot) for slot in TARGET_SLOTS}
 
     def call(self, call: TextToolCall) -> llm.ToolInput | None:
         """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
-        its targets name things the home has."""
+        its targets name things the home has (after mending the usual slips)."""
         tool = self.by_name.get(call.name)
         if tool is None or not isinstance(call.arguments, dict):
-            return None
-        try:
-            tool.parameters(call.arguments)
-        except probatio.Invalid:
             return None
         parameters: dict[str, Any] = next(
             (
@@ -88,12 +91,19 @@ class Toolbox:
             ),
             {},
         )
-        if unknown := unknown_targets(call.arguments, parameters, self.known):
+        arguments = fit_targets(call.arguments, parameters, self.home)
+        if arguments != call.arguments:
+            LOGGER.debug("%s: arguments mended to %s", call.name, arguments)
+        try:
+            tool.parameters(arguments)
+        except probatio.Invalid:
+            return None
+        if unknown := unknown_targets(arguments, parameters, self.known):
             LOGGER.debug("%s names what the home does not have: %s", call.name, unknown)
             return None
-        arguments = without_contradicting_domain(call.arguments, parameters, self.domains_of)
-        if arguments is not call.arguments:
-            LOGGER.debug("%s: dropped a domain that rules out %s", call.name, arguments["name"])
+        if not has_target(arguments, parameters):
+            LOGGER.debug("%s names nothing to act on", call.name)
+            return None
         return llm.ToolInput(tool_name=call.name, tool_args=arguments)
 
 
@@ -224,8 +234,7 @@ class EdgeInferenceLLMEntity(Entity):
             toolbox = Toolbox(
                 by_name=by_name,
                 formatted=[format_tool(tool, serializer) for tool in by_name.values()],
-                known={slot: vocabulary.values(slot) for slot in TARGET_SLOTS},
-                domains_of=vocabulary.domains_of,
+                home=vocabulary,
             )
         max_history = int(self.subentry.data.get(CONF_MAX_HISTORY, DEFAULT_MAX_HISTORY))
         messages = chat_messages(chat_log.content, max_history)
@@ -238,20 +247,24 @@ class EdgeInferenceLLMEntity(Entity):
                 "type": "json_schema",
                 "json_schema": {"name": structure_name or "data", "schema": schema},
             }
+        done = TurnCalls()
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
-                    self.entity_id, self._deltas(body, toolbox)
+                    self.entity_id, self._deltas(body, toolbox, done)
                 ):
                     if (message := content_message(item)) is not None:
                         messages.append(message)
+                    if isinstance(item, conversation.ToolResultContent):
+                        done.finished(item)
             if not chat_log.unresponded_tool_results:
                 break
 
     async def _deltas(
-        self, body: dict[str, Any], toolbox: Toolbox
+        self, body: dict[str, Any], toolbox: Toolbox, done: TurnCalls
     ) -> AsyncGenerator[conversation.AssistantContentDeltaDict]:
-        """The streamed answer as chat-log deltas; calls only once they are known to be good."""
+        """The streamed answer as chat-log deltas; calls only once they are known to be good,
+        and only once per turn."""
         yield {"role": "assistant"}
         held = ""  # text held back while it may still be a call written as text
         deciding = bool(toolbox.by_name)
@@ -288,7 +301,10 @@ class EdgeInferenceLLMEntity(Entity):
                 calls.append(call)
         if held:
             written = parse_tool_text(held, set(toolbox.by_name))
-            if written is None:
+            if written is None and done.echoed(held, body):
+                # Small models read the tool's result back as JSON: say what it means.
+                yield {"content": DONE if done.all_carried_out() else COULD_NOT}
+            elif written is None:
                 yield {"content": held}  # JSON-looking text that is no call: say it
             else:
                 LOGGER.debug("Recovered tool calls written as text: %s", held)
@@ -301,9 +317,17 @@ class EdgeInferenceLLMEntity(Entity):
             if (call := await self._constrained_call(body, toolbox)) is not None:
                 calls.append(call)
             else:
-                yield {"content": "Sorry, I could not work out how to do that."}
-        if calls:
-            yield {"tool_calls": calls}
+                yield {"content": COULD_NOT}
+        fresh = [call for call in calls if not done.made(call)]
+        if calls and not fresh:
+            # Small models ask again for what they just did, on and on: the turn is over.
+            LOGGER.debug("The model repeated calls already made this turn: %s", calls)
+            carried_out = all(done.carried_out(call) for call in calls)
+            yield {"content": DONE if carried_out else COULD_NOT}
+        elif fresh:
+            for call in fresh:
+                done.add(call)
+            yield {"tool_calls": fresh}
 
     async def _constrained_call(
         self, body: dict[str, Any], toolbox: Toolbox
@@ -334,6 +358,49 @@ class EdgeInferenceLLMEntity(Entity):
             return None
         LOGGER.debug("Repaired a tool call with a constrained retry: %s", text)
         return toolbox.call(written[0])
+
+
+@dataclass
+class TurnCalls:
+    """The calls made in one turn, and whether HA carried each out."""
+
+    _by_id: dict[str, str] = field(default_factory=dict)  # call id -> the call's key
+    _ok: dict[str, bool] = field(default_factory=dict)  # the call's key -> carried out
+
+    def add(self, call: llm.ToolInput) -> None:
+        self._by_id[call.id] = _call_key(call)
+
+    def made(self, call: llm.ToolInput) -> bool:
+        return _call_key(call) in self._by_id.values()
+
+    def carried_out(self, call: llm.ToolInput) -> bool:
+        return self._ok.get(_call_key(call), False)
+
+    def all_carried_out(self) -> bool:
+        return bool(self._ok) and all(self._ok.values())
+
+    def echoed(self, text: str, body: dict[str, Any]) -> bool:
+        """Whether an answer is JSON after calls this turn (their result read back), where no
+        JSON was asked for (AI Task's structured answers are JSON on purpose)."""
+        if "response_format" in body or not self._ok:
+            return False
+        return isinstance(loads_repaired(text), dict | list)
+
+    def finished(self, result: conversation.ToolResultContent) -> None:
+        if (key := self._by_id.get(result.tool_call_id)) is not None:
+            self._ok[key] = not result.result.error and _succeeded(result.result.data)
+
+
+def _call_key(call: llm.ToolInput) -> str:
+    return json.dumps([call.tool_name, call.tool_args], sort_keys=True, default=str)
+
+
+def _succeeded(result: Any) -> bool:
+    """Whether a tool's result says it acted: no error, and not only failed targets."""
+    if not isinstance(result, dict) or result.get("error"):
+        return False
+    data = result.get("data")
+    return not (isinstance(data, dict) and data.get("failed") and not data.get("success"))
 
 
 @contextmanager

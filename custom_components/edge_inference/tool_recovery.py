@@ -19,7 +19,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .home_vocabulary import HomeVocabulary
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
 _TAGGED = re.compile(r"<(?:tool_call|function_call|tools?)>\s*(.*?)\s*(?:</[a-z_]+>|$)", re.S)
@@ -116,21 +119,59 @@ def unknown_targets(
     return unknown
 
 
-def without_contradicting_domain(
-    arguments: dict[str, Any],
-    parameters: Mapping[str, Any],
-    domains_of: Mapping[str, frozenset[str]],
+def fit_targets(
+    arguments: dict[str, Any], parameters: Mapping[str, Any], home: HomeVocabulary
 ) -> dict[str, Any]:
-    """The arguments without a `domain` filter that rules out the very entity the call names
-    ("Desk lamp", domain switch: HA would answer "no entity matched"; the name alone picks it)."""
-    name, domains = arguments.get("name"), arguments.get("domain")
-    if not _targets_entities(parameters) or not isinstance(name, str) or not domains:
+    """An entity intent's arguments with a small model's usual slips about the home mended.
+
+    - a name spelt as an id ("front_door") or padded with spaces: the home's own spelling;
+    - a room given as the entity's name ("turn off the living room"): the area;
+    - a named entity plus an area, floor, domain or device class it is not in (the model
+      fills every slot it is shown: "Bed light", area "Living room", device class "identify"):
+      HA would answer "no entity matched", while the name alone picks it, so those go."""
+    if not _targets_entities(parameters):
         return arguments
-    named = domains_of.get(name.strip().casefold())
-    wanted = {domains} if isinstance(domains, str) else set(domains)
-    if named and not named & wanted:
-        return {k: v for k, v in arguments.items() if k != "domain"}
-    return arguments
+    fitted = dict(arguments)
+    for slot in TARGET_SLOTS:
+        if isinstance(value := fitted.get(slot), str):
+            fitted[slot] = _home_spelling(value, home.values(slot))
+    name = fitted.get("name")
+    key = name.casefold() if isinstance(name, str) else ""
+    if key and key not in home.domains_of and key in _folded(home.areas):
+        if fitted.get("area") in (None, "", name):
+            fitted["area"] = _home_spelling(fitted.pop("name"), home.areas)
+        return fitted
+    if key not in home.domains_of:
+        return fitted
+    for slot, where in (("area", home.areas_of), ("floor", home.floors_of)):
+        value = fitted.get(slot)
+        if isinstance(value, str) and value.casefold() not in where.get(key, frozenset()):
+            del fitted[slot]
+    domains = fitted.get("domain")
+    wanted = {domains} if isinstance(domains, str) else set(domains or ())
+    if wanted and not home.domains_of[key] & wanted:
+        del fitted["domain"]
+    fitted.pop("device_class", None)
+    return fitted
+
+
+def has_target(arguments: Mapping[str, Any], parameters: Mapping[str, Any]) -> bool:
+    """Whether an entity intent's call says what it acts on (HA refuses to act on everything)."""
+    if not _targets_entities(parameters):
+        return True
+    return any(arguments.get(slot) for slot in (*TARGET_SLOTS, "domain", "device_class"))
+
+
+def _home_spelling(value: str, names: Sequence[str]) -> str:
+    by_key = {n.casefold(): n for n in names}
+    for candidate in (value.strip(), value.replace("_", " ").strip()):
+        if (found := by_key.get(candidate.casefold())) is not None:
+            return found
+    return value.strip()
+
+
+def _folded(names: Sequence[str]) -> set[str]:
+    return {n.casefold() for n in names}
 
 
 def _targets_entities(parameters: Mapping[str, Any]) -> bool:
@@ -146,7 +187,15 @@ def _constrain_targets(
     for slot in TARGET_SLOTS:
         if slot in properties and known.get(slot):
             properties[slot] = {**properties[slot], "enum": list(known[slot])}
-    return {**parameters, "properties": properties}
+    constrained = {**parameters, "properties": properties}
+    # Without a name or a room the call would act on every entity of a domain (or fail): the
+    # retry must pick one of the home's, which a small model does well from the user's words.
+    required = list(parameters.get("required") or [])
+    picks = [slot for slot in ("name", "area") if slot in properties and known.get(slot)]
+    if not picks:
+        return constrained
+    options = [{**constrained, "required": [*required, slot]} for slot in picks]
+    return options[0] if len(options) == 1 else {"anyOf": options}
 
 
 def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:

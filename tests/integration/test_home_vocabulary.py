@@ -53,3 +53,6 @@ async def test_vocabulary_holds_exposed_names_aliases_devices_areas_and_floors(
     assert vocabulary.values("domain") == ()
     assert vocabulary.domains_of["night light"] == {"input_boolean"}
     assert vocabulary.domains_of["bedside lamp"] == {"input_boolean"}
+    # Where each name is, aliases included: what a call's area and floor are checked against.
+    assert vocabulary.areas_of["night light"] == {"bedroom", "sleeping room"}
+    assert vocabulary.floors_of["bed light"] == {"upstairs", "first floor"}

@@ -6,6 +6,7 @@ Two real llama-server processes serve the same model; the proxy checks them ever
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +165,68 @@ async def test_hung_upstream_times_out_instead_of_hanging(
     finally:
         first.thaw()
         proxy.stop()
+
+
+class _ClosingUpstream:
+    """An OpenAI-style upstream that closes the connection of the first chat request unanswered,
+    as llama-server does when it drops a kept-alive connection just as a request goes out.
+
+    A stand-in on purpose: that race with the real llama-server (its 5 s idle timeout against
+    the request's send) cannot be brought about on demand."""
+
+    def __init__(self) -> None:
+        self.chats = 0
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return f"smollm2=http://127.0.0.1:{self.port}"
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            if b"/v1/chat/completions" in head.split(b"\r\n", 1)[0]:
+                self.chats += 1
+                if self.chats == 1:
+                    writer.close()
+                    return
+                body: dict[str, object] = {
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]
+                }
+            else:
+                body = {"object": "list", "data": [{"id": "smollm2", "object": "model"}]}
+            data = json.dumps(body).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+
+
+async def test_a_connection_closed_unanswered_is_sent_again_not_a_503(tmp_path: Path) -> None:
+    async with _ClosingUpstream() as upstream:
+        proxy = start_proxy(tmp_path, [upstream])
+        try:
+            name = f"127.0.0.1:{upstream.rsplit(':', 1)[1]}"
+            await wait_ready(proxy, name, True)
+            status, body, _ = await post_chat(proxy.url, chat_body("Hello"))
+            assert status == 200, body
+            assert body["choices"][0]["message"]["content"] == "hi"
+            assert await upstream_ready(proxy, name)  # not taken out of the rotation
+        finally:
+            proxy.stop()

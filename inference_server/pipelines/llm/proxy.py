@@ -24,6 +24,9 @@ from .upstreams import Upstream, UpstreamPool, UpstreamSpec
 _LOGGER = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+# Idle connections are dropped before the upstream drops them: llama-server (cpp-httplib)
+# closes a keep-alive connection after 5 s idle, and a request sent on it as it closes fails.
+KEEPALIVE_S = 4.0
 DEFAULT_SLOTS = 4  # upstreams that do not say how many requests they decode at once
 # Failures that say the upstream is gone, not that the request was wrong.
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
@@ -155,7 +158,7 @@ class LlmPipeline:
             return
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT_S, sock_read=self.timeout),
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
         )
         await self.pool.start(self._session)
 
@@ -236,8 +239,16 @@ class LlmPipeline:
         assert self._session is not None
         payload = {**body, "model": upstream.upstream_model(model)}
         self.metrics.requests.labels(upstream.name, model, priority.name.lower()).inc()
+        url = f"{upstream.url}/v1/chat/completions"
         try:
-            response = await self._session.post(f"{upstream.url}/v1/chat/completions", json=payload)
+            try:
+                response = await self._session.post(url, json=payload)
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the upstream closed as the request went out (other
+                # upstreams' idle timeouts differ from ours): nothing was answered, so once
+                # more on a new connection before the upstream counts as down.
+                _LOGGER.debug("%s closed a kept-alive connection; sending again", upstream.name)
+                response = await self._session.post(url, json=payload)
         except (*_CONNECTION_ERRORS, TimeoutError) as err:
             code, message = self.failed(upstream, model, err)
             raise _Retry(code, message) from None
