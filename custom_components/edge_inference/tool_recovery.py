@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
 _TAGGED = re.compile(r"<(?:tool_call|function_call|tools?)>\s*(.*?)\s*(?:</[a-z_]+>|$)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_MAX_CUTS = 8  # items dropped from the end of a cut-off answer, at most
 _PREFIXES = ("{", "[", "<tool_call>", "<function_call>", "<tool>", "```")
 # The arguments of HA's entity intents (HassTurnOn, HassLightSet, HassGetState, ...) that name
 # a thing in the home. A tool is such an intent when it also takes `domain`: a timer's `name`
@@ -70,9 +71,17 @@ def parse_tool_text(text: str, tool_names: set[str]) -> list[TextToolCall] | Non
 
 def loads_repaired(text: str) -> Any:
     """json.loads, after the usual slips of a small model: trailing commas, Python literals,
-    unclosed brackets at the end. None when still not JSON."""
+    unclosed brackets at the end, an answer cut off by the token limit (what came before the
+    last complete item is kept). None when still not JSON."""
     text = text.strip()
-    for candidate in (text, _repair(text)):
+    candidates = [text, _repair(text)]
+    cut = text
+    for _ in range(_MAX_CUTS):
+        if (comma := cut.rfind(",")) <= 0:
+            break
+        cut = cut[:comma]
+        candidates.append(_repair(cut))
+    for candidate in candidates:
         try:
             return json.loads(candidate)
         except ValueError:
@@ -124,11 +133,13 @@ def fit_targets(
 ) -> dict[str, Any]:
     """An entity intent's arguments with a small model's usual slips about the home mended.
 
+    Small models fill every slot they are shown, so HA would answer "no entity matched":
     - a name spelt as an id ("front_door") or padded with spaces: the home's own spelling;
     - a room given as the entity's name ("turn off the living room"): the area;
-    - a named entity plus an area, floor, domain or device class it is not in (the model
-      fills every slot it is shown: "Bed light", area "Living room", device class "identify"):
-      HA would answer "no entity matched", while the name alone picks it, so those go."""
+    - a named entity plus an area, floor, domain or device class it is not in ("Bed light",
+      area "Living room", device class "identify"): the name alone picks it, so those go;
+    - a room plus a floor the home does not have, or a domain plus device classes: the room,
+      and the domain, say it."""
     if not _targets_entities(parameters):
         return arguments
     fitted = dict(arguments)
@@ -137,22 +148,67 @@ def fit_targets(
             fitted[slot] = _home_spelling(value, home.values(slot))
     name = fitted.get("name")
     key = name.casefold() if isinstance(name, str) else ""
-    if key and key not in home.domains_of and key in _folded(home.areas):
-        if fitted.get("area") in (None, "", name):
-            fitted["area"] = _home_spelling(fitted.pop("name"), home.areas)
+    areas = _folded(home.areas)
+    if (
+        key
+        and key not in home.domains_of
+        and key in areas
+        and fitted.get("area") in (None, "", name)
+    ):
+        fitted["area"] = _home_spelling(fitted.pop("name"), home.areas)
+        key = ""
+    if key in home.domains_of:
+        for slot, where in (("area", home.areas_of), ("floor", home.floors_of)):
+            value = fitted.get(slot)
+            if isinstance(value, str) and value.casefold() not in where.get(key, frozenset()):
+                del fitted[slot]
+        domains = fitted.get("domain")
+        wanted = {domains} if isinstance(domains, str) else set(domains or ())
+        if wanted and not home.domains_of[key] & wanted:
+            del fitted["domain"]
+        fitted.pop("device_class", None)
         return fitted
-    if key not in home.domains_of:
-        return fitted
-    for slot, where in (("area", home.areas_of), ("floor", home.floors_of)):
-        value = fitted.get(slot)
-        if isinstance(value, str) and value.casefold() not in where.get(key, frozenset()):
-            del fitted[slot]
-    domains = fitted.get("domain")
-    wanted = {domains} if isinstance(domains, str) else set(domains or ())
-    if wanted and not home.domains_of[key] & wanted:
-        del fitted["domain"]
-    fitted.pop("device_class", None)
+    area, floor = fitted.get("area"), fitted.get("floor")
+    room_known = isinstance(area, str) and area.casefold() in areas
+    if room_known and isinstance(floor, str) and floor.casefold() not in _folded(home.floors):
+        del fitted["floor"]
+    if fitted.get("domain"):
+        fitted.pop("device_class", None)
     return fitted
+
+
+# HA's intents that set a number on an entity: the domains each acts on, and its argument.
+SET_VALUE_INTENTS: dict[str, tuple[frozenset[str], str]] = {
+    "HassLightSet": (frozenset({"light"}), "brightness"),
+    "HassClimateSetTemperature": (frozenset({"climate"}), "temperature"),
+    "HassSetPosition": (frozenset({"cover", "valve"}), "position"),
+    "HassFanSetSpeed": (frozenset({"fan"}), "percentage"),
+    "HassSetVolume": (frozenset({"media_player"}), "volume_level"),
+}
+
+
+def retarget_set_value(
+    call: TextToolCall, offered: Sequence[str], home: HomeVocabulary
+) -> TextToolCall:
+    """A call that sets a number on an entity its intent cannot act on ("set the bed light to
+    50 %" as HassSetPosition), as the offered intent that sets that number on that entity's
+    domain (HassLightSet, brightness 50). Any other call is returned as it is."""
+    intent = call.name.rsplit("__", 1)[-1]  # HA 2026.10 names tools "<api>__<intent>"
+    if intent not in SET_VALUE_INTENTS:
+        return call
+    domains, slot = SET_VALUE_INTENTS[intent]
+    value = call.arguments.get(slot)
+    name = call.arguments.get("name")
+    key = name.replace("_", " ").strip().casefold() if isinstance(name, str) else ""
+    named = home.domains_of.get(key, frozenset())
+    if not isinstance(value, int | float | str) or not named or named & domains:
+        return call
+    for other, (other_domains, other_slot) in SET_VALUE_INTENTS.items():
+        tool = next((t for t in offered if t.rsplit("__", 1)[-1] == other), None)
+        if tool is not None and named & other_domains:
+            targets = {k: v for k, v in call.arguments.items() if k in TARGET_SLOTS}
+            return TextToolCall(tool, {**targets, other_slot: value})
+    return call
 
 
 def has_target(arguments: Mapping[str, Any], parameters: Mapping[str, Any]) -> bool:
@@ -238,4 +294,4 @@ def _repair(text: str) -> str:
             closers.pop()
     if in_string:
         text += '"'
-    return text + "".join(reversed(closers))
+    return _TRAILING_COMMA.sub(r"\1", text + "".join(reversed(closers)))

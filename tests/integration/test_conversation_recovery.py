@@ -17,6 +17,7 @@ from custom_components.edge_inference.tool_recovery import (
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
+    retarget_set_value,
     tool_call_schema,
     unknown_targets,
 )
@@ -74,6 +75,19 @@ def test_text_that_is_no_call_stays_text(text: str) -> None:
 )
 def test_answers_are_held_back_only_while_they_may_be_a_call(start: str, held: bool) -> None:
     assert may_be_tool_text(start) is held
+
+
+def test_an_answer_cut_off_by_the_token_limit_keeps_what_came_before() -> None:
+    # Qwen2.5-0.5B lists every device class until max_tokens stops it mid-list.
+    text = '{"name": "HassTurnOn", "arguments": {"name": "Reading lamp", "device_class": ["a", '
+    assert loads_repaired(text) == {
+        "name": "HassTurnOn",
+        "arguments": {"name": "Reading lamp", "device_class": ["a"]},
+    }
+    assert loads_repaired('{"name": "HassTurnOn", "arguments": {"name": "x", "area"') == {
+        "name": "HassTurnOn",
+        "arguments": {"name": "x"},
+    }
 
 
 def test_repair_reads_python_literals() -> None:
@@ -185,11 +199,18 @@ HOME = HomeVocabulary(
             {"name": "Ceiling light", "area": "Living room"},
             {"name": "Ceiling light", "area": "Living room"},
         ),
-        # A room as the name ("turn off the living room"): the area.
+        # A room as the name ("turn off the lights in the living room"), with a floor the home
+        # does not have and every device class listed: the room and the domain say it.
         (
-            {"name": "living room", "domain": ["light"]},
+            {
+                "name": "living room",
+                "floor": "Living Room",
+                "domain": ["light"],
+                "device_class": ["identify", "restart", "blind"],
+            },
             {"area": "Living room", "domain": ["light"]},
         ),
+        ({"area": "Bedroom", "floor": "Upstairs"}, {"area": "Bedroom", "floor": "Upstairs"}),
         # Names the home does not have are left for unknown_targets to refuse.
         ({"name": "Garage", "domain": ["switch"]}, {"name": "Garage", "domain": ["switch"]}),
         ({"area": "Bedroom", "domain": ["light"]}, {"area": "Bedroom", "domain": ["light"]}),
@@ -251,3 +272,47 @@ def test_a_turn_knows_its_calls_and_whether_they_worked() -> None:
     turn.add(failed)
     turn.finished(_result(failed, {"error": "MatchFailedError"}, error=True))
     assert not turn.carried_out(failed)
+
+
+OFFERED = ["intent__HassTurnOn", "light__HassLightSet", "climate__HassClimateSetTemperature"]
+THERMOSTAT = HomeVocabulary(
+    names=("Bed light", "Thermostat"),
+    areas=(),
+    floors=(),
+    domains_of={"bed light": frozenset({"light"}), "thermostat": frozenset({"climate"})},
+)
+
+
+@pytest.mark.parametrize(
+    ("call", "retargeted"),
+    [
+        # What Qwen2.5-0.5B called for "Set the bed light to 50% brightness".
+        (
+            TextToolCall("intent__HassSetPosition", {"name": "bed_light", "position": 50}),
+            TextToolCall("light__HassLightSet", {"name": "bed_light", "brightness": 50}),
+        ),
+        (
+            TextToolCall("intent__HassSetPosition", {"name": "thermostat", "position": 22}),
+            TextToolCall(
+                "climate__HassClimateSetTemperature", {"name": "thermostat", "temperature": 22}
+            ),
+        ),
+    ],
+)
+def test_a_value_set_with_the_wrong_intent_goes_to_the_right_one(
+    call: TextToolCall, retargeted: TextToolCall
+) -> None:
+    assert retarget_set_value(call, OFFERED, THERMOSTAT) == retargeted
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        TextToolCall("light__HassLightSet", {"name": "Bed light", "brightness": 50}),  # fits
+        TextToolCall("intent__HassSetPosition", {"name": "Garage", "position": 50}),  # unknown
+        TextToolCall("intent__HassSetPosition", {"area": "Kitchen", "position": 50}),  # no name
+        TextToolCall("intent__HassTurnOn", {"name": "Bed light"}),  # sets no value
+    ],
+)
+def test_other_calls_keep_their_intent(call: TextToolCall) -> None:
+    assert retarget_set_value(call, OFFERED, THERMOSTAT) is call
