@@ -47,6 +47,7 @@ from .tool_recovery import (
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
+    result_read_back,
     retarget_set_value,
     tool_call_schema,
     unknown_targets,
@@ -391,7 +392,7 @@ class TurnCalls:
         JSON was asked for (AI Task's structured answers are JSON on purpose)."""
         if "response_format" in body or not self._ok:
             return False
-        return isinstance(loads_repaired(text), dict | list)
+        return result_read_back(text)
 
     def finished(self, result: conversation.ToolResultContent) -> None:
         if (key := self._by_id.get(result.tool_call_id)) is not None:

@@ -89,6 +89,13 @@ def loads_repaired(text: str) -> Any:
     return None
 
 
+def result_read_back(text: str) -> bool:
+    """Whether an answer is a tool's result copied out: JSON, bare or in <tool_response>."""
+    if text.lstrip().startswith("<tool_response>"):
+        return True
+    return isinstance(loads_repaired(text), dict | list)
+
+
 def tool_call_schema(
     tools: list[dict[str, Any]], known: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, Any]:

@@ -260,6 +260,7 @@ def test_a_turn_knows_its_calls_and_whether_they_worked() -> None:
     assert turn.carried_out(again)
     assert turn.all_carried_out()
     assert turn.echoed('{"speech": {}, "response_type": "action_done"}', {})
+    assert turn.echoed('<tool_response>\n{"speech": {}}\n</tool_response>', {})  # SmolLM2
     assert not turn.echoed("The bed light is on.", {})
     assert not turn.echoed('{"colour": "red"}', {"response_format": {}})  # AI Task's JSON
 
