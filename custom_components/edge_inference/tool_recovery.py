@@ -90,10 +90,9 @@ def loads_repaired(text: str) -> Any:
 
 
 def result_read_back(text: str) -> bool:
-    """Whether an answer is a tool's result copied out: JSON, bare or in <tool_response>."""
-    if text.lstrip().startswith("<tool_response>"):
-        return True
-    return isinstance(loads_repaired(text), dict | list)
+    """Whether an answer that follows tool results is JSON (the result copied out, often with
+    the call again before it) or a copied <tool_response>: nothing to say to a person."""
+    return text.lstrip().startswith(("{", "[", "<tool_response>"))
 
 
 def tool_call_schema(

@@ -261,6 +261,8 @@ def test_a_turn_knows_its_calls_and_whether_they_worked() -> None:
     assert turn.all_carried_out()
     assert turn.echoed('{"speech": {}, "response_type": "action_done"}', {})
     assert turn.echoed('<tool_response>\n{"speech": {}}\n</tool_response>', {})  # SmolLM2
+    # Qwen2.5-0.5B: the call again, then a made-up result.
+    assert turn.echoed('{"name": "HassTurnOff", "arguments": {}}\n{"result": "ok"}', {})
     assert not turn.echoed("The bed light is on.", {})
     assert not turn.echoed('{"colour": "red"}', {"response_format": {}})  # AI Task's JSON
 
