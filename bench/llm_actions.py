@@ -58,7 +58,11 @@ LLM_END = "<!-- bench:llm:end -->"  # bench/llm.py's section: this one goes righ
 # a call; a small model that rambles would otherwise hold the 2 cores for minutes a command.
 MAX_TOKENS = 96
 # Our agent's debug lines (llm_entity.py) when a call came from recovery, not the model's own.
-RECOVERED = ("Recovered tool calls written as text", "Repaired a tool call with a constrained")
+RECOVERED = (
+    "Recovered tool calls written as text",
+    "Recovered tool calls written after prose",
+    "Repaired a tool call with a constrained",
+)
 
 CONFIGURATION = """\
 homeassistant:

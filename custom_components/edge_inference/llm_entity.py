@@ -41,7 +41,9 @@ from .const import (
 from .home_vocabulary import HomeVocabulary, async_home_vocabulary
 from .tool_recovery import (
     TARGET_SLOTS,
+    CallInProse,
     TextToolCall,
+    calls_in_answer,
     fit_targets,
     has_target,
     loads_repaired,
@@ -276,6 +278,7 @@ class EdgeInferenceLLMEntity(Entity):
         yield {"role": "assistant"}
         held = ""  # text held back while it may still be a call written as text
         deciding = bool(toolbox.by_name)
+        prose = CallInProse()
         native: dict[int, dict[str, str]] = {}
         async for event in self.client.async_chat_stream(body, priority=self.priority):
             for choice in event.get("choices") or ():
@@ -290,13 +293,18 @@ class EdgeInferenceLLMEntity(Entity):
                     part["args"] += function.get("arguments") or ""
                 if not (text := delta.get("content")):
                     continue
-                if not deciding:
+                if not toolbox.by_name:
                     yield {"content": text}
+                    continue
+                if not deciding:
+                    if said := prose.feed(text):
+                        yield {"content": said}
                     continue
                 held += text
                 if not may_be_tool_text(held):
                     deciding = False
-                    yield {"content": held}
+                    if said := prose.feed(held):
+                        yield {"content": said}
                     held = ""
         calls: list[llm.ToolInput] = []
         broken = False
@@ -307,8 +315,22 @@ class EdgeInferenceLLMEntity(Entity):
                 broken = True
             else:
                 calls.append(call)
+        rest, tail = prose.finish()
+        if rest:
+            yield {"content": rest}
+        if tail:
+            in_prose = calls_in_answer(tail, set(toolbox.by_name))
+            if in_prose is None:
+                yield {"content": tail}
+            else:
+                LOGGER.debug("Recovered tool calls written after prose: %s", tail)
+                for text_call in in_prose:
+                    if (call := toolbox.call(text_call)) is None:
+                        broken = True
+                    else:
+                        calls.append(call)
         if held:
-            written = parse_tool_text(held, set(toolbox.by_name))
+            written = calls_in_answer(held, set(toolbox.by_name))
             if written is None and done.echoed(held, body):
                 # Small models read the tool's result back as JSON: say what it means.
                 yield {"content": DONE if done.all_carried_out() else COULD_NOT}

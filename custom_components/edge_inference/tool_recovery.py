@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
 _TAGGED = re.compile(r"<(?:tool_call|function_call|tools?)>\s*(.*?)\s*(?:</[a-z_]+>|$)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_CALL_MARKERS = ("```", "{", "<tool_call>")
 _MAX_CUTS = 8  # items dropped from the end of a cut-off answer, at most
 _PREFIXES = ("{", "[", "<tool_call>", "<function_call>", "<tool>", "```")
 # The arguments of HA's entity intents (HassTurnOn, HassLightSet, HassGetState, ...) that name
@@ -67,6 +68,55 @@ def parse_tool_text(text: str, tool_names: set[str]) -> list[TextToolCall] | Non
                 return None
             calls.append(call)
     return calls or None
+
+
+def calls_in_answer(text: str, tool_names: set[str]) -> list[TextToolCall] | None:
+    """The calls written from the start of `text` (a code fence, a JSON object or <tool_call>
+    tags), whatever prose follows them; None when there are none."""
+    body = text.strip()
+    if body.startswith("```"):
+        end = body.find("```", 3)
+        return parse_tool_text(body[: end + 3] if end > 0 else body, tool_names)
+    if body.startswith("{"):
+        try:  # the first whole object; what follows it is prose
+            value, _end = json.JSONDecoder().raw_decode(body)
+        except ValueError:  # not whole: cut off, or slips to repair
+            return parse_tool_text(body, tool_names)
+        return parse_tool_text(json.dumps(value), tool_names)
+    return parse_tool_text(body, tool_names)
+
+
+class CallInProse:
+    """Streams an answer's prose, holding it back from where a call may be written (a code
+    fence, a brace, a <tool_call> tag) to its end: bigger small models explain first ("To turn
+    on the bed light, use this command:") and write the call after."""
+
+    def __init__(self) -> None:
+        self._pending = ""  # what may be the start of a marker
+        self._tail: str | None = None
+
+    def feed(self, text: str) -> str:
+        """The text that may be said now."""
+        if self._tail is not None:
+            self._tail += text
+            return ""
+        self._pending += text
+        starts = [i for m in _CALL_MARKERS if (i := self._pending.find(m)) >= 0]
+        if starts:
+            at = min(starts)
+            out, self._tail, self._pending = self._pending[:at], self._pending[at:], ""
+            return out
+        keep = max(
+            (k for m in _CALL_MARKERS for k in range(1, len(m)) if self._pending.endswith(m[:k])),
+            default=0,
+        )
+        cut = len(self._pending) - keep
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return out
+
+    def finish(self) -> tuple[str, str]:
+        """What is left to say, and the held part from a marker on ("" when none came)."""
+        return self._pending, self._tail or ""
 
 
 def loads_repaired(text: str) -> Any:

@@ -11,7 +11,9 @@ from homeassistant.helpers import llm
 from custom_components.edge_inference.home_vocabulary import HomeVocabulary
 from custom_components.edge_inference.llm_entity import TurnCalls
 from custom_components.edge_inference.tool_recovery import (
+    CallInProse,
     TextToolCall,
+    calls_in_answer,
     fit_targets,
     has_target,
     loads_repaired,
@@ -23,6 +25,7 @@ from custom_components.edge_inference.tool_recovery import (
 )
 
 TOOLS = {"HassTurnOn", "HassTurnOff"}
+CALL = '{"name": "HassTurnOn", "arguments": {"name": "kitchen light"}}'
 ON = TextToolCall("HassTurnOn", {"name": "kitchen light"})
 
 
@@ -319,3 +322,44 @@ def test_a_value_set_with_the_wrong_intent_goes_to_the_right_one(
 )
 def test_other_calls_keep_their_intent(call: TextToolCall) -> None:
     assert retarget_set_value(call, OFFERED, THERMOSTAT) is call
+
+
+def _stream(chunks: list[str]) -> tuple[str, str]:
+    watch = CallInProse()
+    said = "".join(watch.feed(chunk) for chunk in chunks)
+    rest, tail = watch.finish()
+    return said + rest, tail
+
+
+def test_prose_streams_until_a_call_may_begin() -> None:
+    # How Qwen2.5-Coder-1.5B answers "Turn on the bed light", token by token.
+    chunks = [
+        "To turn on ",
+        "the bed light, use",
+        ":\n\n`",
+        "``json\n{\n",
+        '  "name": "HassTurnOn"',
+        "}\n```",
+    ]
+    said, tail = _stream(chunks)
+    assert said == "To turn on the bed light, use:\n\n"
+    assert tail == '```json\n{\n  "name": "HassTurnOn"}\n```'
+    assert _stream(["The light ", "is on."]) == ("The light is on.", "")
+    assert _stream(["Press `", "on`"]) == ("Press `on`", "")  # one backtick is no fence
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        f"```json\n{CALL}\n```\nThis turns it on.",
+        f"{CALL} will turn it on.",
+        f"<tool_call>{CALL}</tool_call> Done",
+    ],
+)
+def test_a_call_after_prose_is_found_whatever_follows_it(tail: str) -> None:
+    assert calls_in_answer(tail, TOOLS) == [ON]
+
+
+def test_json_after_prose_that_is_no_call_stays_text() -> None:
+    assert calls_in_answer('{"colour": "blue"} is my answer', TOOLS) is None
+    assert calls_in_answer("```python\nprint('hi')\n```", TOOLS) is None
