@@ -48,6 +48,7 @@ from .tool_recovery import (
     has_target,
     loads_repaired,
     may_be_tool_text,
+    offered_tool,
     parse_tool_text,
     result_read_back,
     retarget_set_value,
@@ -86,6 +87,9 @@ class Toolbox:
         its targets name things the home has (after mending the usual slips)."""
         if not isinstance(call.arguments, dict):
             return None
+        if (offered := offered_tool(call.name, set(self.by_name))) is None:
+            return None
+        call = TextToolCall(offered, call.arguments)
         retargeted = retarget_set_value(call, list(self.by_name), self.home)
         if retargeted is not call:
             LOGGER.debug("%s cannot set that entity; as %s", call.name, retargeted)

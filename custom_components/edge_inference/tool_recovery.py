@@ -315,8 +315,8 @@ def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:
         return None
     if isinstance(item.get("function"), dict):  # OpenAI's own shape, written out
         item = item["function"]
-    name = item.get("name") or item.get("tool") or item.get("tool_name")
-    if not isinstance(name, str) or name not in tool_names:
+    name = offered_tool(item.get("name") or item.get("tool") or item.get("tool_name"), tool_names)
+    if name is None:
         return None
     arguments = item.get("arguments", item.get("parameters", item.get("args", {})))
     if isinstance(arguments, str):
@@ -324,6 +324,17 @@ def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:
     if not isinstance(arguments, dict):
         return None
     return TextToolCall(name, arguments)
+
+
+def offered_tool(name: Any, tool_names: set[str]) -> str | None:
+    """The offered tool a call names: as written, or the one tool with that intent when the
+    model got HA's "<api>__" prefix wrong or left it out ("intent__HassClimateSetTemperature"
+    for "climate__HassClimateSetTemperature")."""
+    if not isinstance(name, str) or name in tool_names:
+        return name if isinstance(name, str) else None
+    intent = name.rsplit("__", 1)[-1]
+    same = [tool for tool in tool_names if tool.rsplit("__", 1)[-1] == intent]
+    return same[0] if len(same) == 1 else None
 
 
 def _repair(text: str) -> str:

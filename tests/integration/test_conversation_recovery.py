@@ -47,6 +47,19 @@ def test_calls_written_as_text_are_recovered(text: str) -> None:
     assert parse_tool_text(text, TOOLS) == [ON]
 
 
+def test_a_tool_named_with_the_wrong_api_prefix_is_the_offered_one() -> None:
+    tools = {"intent__HassTurnOn", "climate__HassClimateSetTemperature"}
+    text = '{"name": "intent__HassClimateSetTemperature", "arguments": {"temperature": 22}}'
+    assert parse_tool_text(text, tools) == [
+        TextToolCall("climate__HassClimateSetTemperature", {"temperature": 22})
+    ]
+    assert parse_tool_text('{"name": "HassTurnOn", "arguments": {}}', tools) == [
+        TextToolCall("intent__HassTurnOn", {})
+    ]
+    # Two APIs offering the same intent: no guessing.
+    assert parse_tool_text(text, tools | {"other__HassClimateSetTemperature"}) is None
+
+
 def test_several_calls_in_one_answer() -> None:
     text = (
         '<tool_call>{"name": "HassTurnOn", "arguments": {"name": "a"}}</tool_call>\n'
