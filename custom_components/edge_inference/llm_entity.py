@@ -26,6 +26,14 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import llm
 from homeassistant.helpers.entity import Entity
 
+from .call_targets import (
+    TARGET_SLOTS,
+    fit_targets,
+    has_target,
+    retarget_set_value,
+    tool_call_schema,
+    unknown_targets,
+)
 from .client import CannotConnect, EdgeInferenceClient, InvalidAuth, RequestError, Unavailable
 from .const import (
     CONF_CHAT_MODEL,
@@ -40,20 +48,14 @@ from .const import (
 )
 from .home_vocabulary import HomeVocabulary, async_home_vocabulary
 from .tool_recovery import (
-    TARGET_SLOTS,
     CallInProse,
     TextToolCall,
     calls_in_answer,
-    fit_targets,
-    has_target,
     loads_repaired,
     may_be_tool_text,
     offered_tool,
     parse_tool_text,
     result_read_back,
-    retarget_set_value,
-    tool_call_schema,
-    unknown_targets,
 )
 
 if TYPE_CHECKING:

@@ -8,20 +8,22 @@ import pytest
 from homeassistant.components.conversation import ToolResultContent
 from homeassistant.helpers import llm
 
+from custom_components.edge_inference.call_targets import (
+    fit_targets,
+    has_target,
+    retarget_set_value,
+    tool_call_schema,
+    unknown_targets,
+)
 from custom_components.edge_inference.home_vocabulary import HomeVocabulary
 from custom_components.edge_inference.llm_entity import TurnCalls
 from custom_components.edge_inference.tool_recovery import (
     CallInProse,
     TextToolCall,
     calls_in_answer,
-    fit_targets,
-    has_target,
     loads_repaired,
     may_be_tool_text,
     parse_tool_text,
-    retarget_set_value,
-    tool_call_schema,
-    unknown_targets,
 )
 
 TOOLS = {"HassTurnOn", "HassTurnOff"}
