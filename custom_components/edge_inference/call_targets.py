@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from .home_vocabulary import HomeVocabulary
 
 # The arguments of HA's entity intents (HassTurnOn, HassLightSet, HassGetState, ...) that name
-# a thing in the home. A tool is such an intent when it also takes `domain`: a timer's `name`
-# is free text.
+# a thing in the home. A tool is such an intent when it also takes `domain` or `floor`
+# (HassClimateSetTemperature takes no domain): a timer's `name` is free text, and timers take
+# neither.
 TARGET_SLOTS = ("name", "area", "floor")
 
 
@@ -166,7 +167,8 @@ def _folded(names: Sequence[str]) -> set[str]:
 
 
 def _targets_entities(parameters: Mapping[str, Any]) -> bool:
-    return "domain" in (parameters.get("properties") or {})
+    properties = parameters.get("properties") or {}
+    return "domain" in properties or "floor" in properties
 
 
 def _constrain_targets(

@@ -241,6 +241,23 @@ def test_a_small_models_slips_about_the_home_are_mended(
     assert fit_targets(arguments, TIMER, HOME) == arguments  # not an entity intent
 
 
+def test_a_climate_intent_is_mended_too() -> None:
+    # HassClimateSetTemperature takes no domain, but names the home's things as the others do:
+    # Qwen2.5-1.5B set "the thermostat" with area "Living Room", where it is not.
+    climate = {
+        "type": "object",
+        "properties": {
+            "temperature": {"type": "number"},
+            "name": {"type": "string"},
+            "area": {"type": "string"},
+            "floor": {"type": "string"},
+        },
+    }
+    arguments = {"name": "bed light", "area": "Living room", "temperature": 22}
+    assert fit_targets(arguments, climate, HOME) == {"name": "Bed light", "temperature": 22}
+    assert unknown_targets({"name": "pizza oven"}, climate, KNOWN) == ["name"]
+
+
 def test_an_entity_intent_must_say_what_it_acts_on() -> None:
     assert not has_target({"position": 22}, TURN_ON)
     assert has_target({"name": "Bed light"}, TURN_ON)
