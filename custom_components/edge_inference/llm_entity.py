@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,6 +83,11 @@ class Toolbox:
     def known(self) -> dict[str, Sequence[str]]:
         """The names each target slot may take."""
         return {slot: self.home.values(slot) for slot in TARGET_SLOTS}
+
+    def usable(self, written: Iterable[TextToolCall]) -> tuple[list[llm.ToolInput], bool]:
+        """The calls that can be made as they are (mended), and whether any could not."""
+        made = [self.call(call) for call in written]
+        return [call for call in made if call is not None], None in made
 
     def call(self, call: TextToolCall) -> llm.ToolInput | None:
         """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
@@ -312,15 +317,10 @@ class EdgeInferenceLLMEntity(Entity):
                     if said := prose.feed(held):
                         yield {"content": said}
                     held = ""
-        calls: list[llm.ToolInput] = []
-        broken = False
-        for part in native.values():
-            args = loads_repaired(part["args"]) if part["args"].strip() else {}
-            call = toolbox.call(TextToolCall(part["name"], args))
-            if call is None:
-                broken = True
-            else:
-                calls.append(call)
+        calls, broken = toolbox.usable(
+            TextToolCall(p["name"], loads_repaired(p["args"]) if p["args"].strip() else {})
+            for p in native.values()
+        )
         rest, tail = prose.finish()
         if rest:
             yield {"content": rest}
@@ -330,11 +330,8 @@ class EdgeInferenceLLMEntity(Entity):
                 yield {"content": tail}
             else:
                 LOGGER.debug("Recovered tool calls written after prose: %s", tail)
-                for text_call in in_prose:
-                    if (call := toolbox.call(text_call)) is None:
-                        broken = True
-                    else:
-                        calls.append(call)
+                more, failed = toolbox.usable(in_prose)
+                calls, broken = calls + more, broken or failed
         if held:
             written = calls_in_answer(held, set(toolbox.by_name))
             if written is None and done.echoed(held, body):
@@ -344,11 +341,8 @@ class EdgeInferenceLLMEntity(Entity):
                 yield {"content": held}  # JSON-looking text that is no call: say it
             else:
                 LOGGER.debug("Recovered tool calls written as text: %s", held)
-                for text_call in written:
-                    if (call := toolbox.call(text_call)) is None:
-                        broken = True
-                    else:
-                        calls.append(call)
+                more, failed = toolbox.usable(written)
+                calls, broken = calls + more, broken or failed
         if broken and not calls:
             if (call := await self._constrained_call(body, toolbox)) is not None:
                 calls.append(call)
