@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # (HassClimateSetTemperature takes no domain): a timer's `name` is free text, and timers take
 # neither.
 TARGET_SLOTS = ("name", "area", "floor")
+_ENUMERATED = 3  # device classes in one call from which on they are a list, not a choice
 
 
 def tool_call_schema(
@@ -74,8 +75,9 @@ def fit_targets(
     - a room given as the entity's name ("turn off the living room"): the area;
     - a named entity plus an area, floor, domain or device class it is not in ("Bed light",
       area "Living room", device class "identify"): the name alone picks it, so those go;
-    - a room plus a floor the home does not have, or a domain plus device classes: the room,
-      and the domain, say it."""
+    - a room plus a floor the home does not have: the room says it; a domain plus a copy of
+      the device-class list (every class the schema offers): the domain says it. One or two
+      device classes beside a room are a choice ("the windows in the kitchen") and stay."""
     if not _targets_entities(parameters):
         return arguments
     fitted = dict(arguments)
@@ -108,8 +110,9 @@ def fit_targets(
     room_known = isinstance(area, str) and area.casefold() in areas
     if room_known and isinstance(floor, str) and floor.casefold() not in _folded(home.floors):
         del fitted["floor"]
-    if fitted.get("domain"):
-        fitted.pop("device_class", None)
+    classes = fitted.get("device_class")
+    if fitted.get("domain") and isinstance(classes, list) and len(classes) >= _ENUMERATED:
+        del fitted["device_class"]  # the schema's list copied out, not a choice
     return fitted
 
 

@@ -229,6 +229,11 @@ HOME = HomeVocabulary(
             {"area": "Living room", "domain": ["light"]},
         ),
         ({"area": "Bedroom", "floor": "Upstairs"}, {"area": "Bedroom", "floor": "Upstairs"}),
+        # "Open the windows in the living room": one device class beside a room is a choice.
+        (
+            {"area": "Living room", "domain": ["cover"], "device_class": ["window"]},
+            {"area": "Living room", "domain": ["cover"], "device_class": ["window"]},
+        ),
         # Names the home does not have are left for unknown_targets to refuse.
         ({"name": "Garage", "domain": ["switch"]}, {"name": "Garage", "domain": ["switch"]}),
         ({"area": "Bedroom", "domain": ["light"]}, {"area": "Bedroom", "domain": ["light"]}),
