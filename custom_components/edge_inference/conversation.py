@@ -82,7 +82,7 @@ class EdgeInferenceConversationEntity(
             )
         except conversation.ConverseError as err:
             return err.as_conversation_result()
-        await self._async_handle_chat_log(chat_log)
+        await self._async_handle_chat_log(chat_log, language=user_input.language)
         return conversation.async_get_result_from_chat_log(user_input, chat_log)
 
     async def async_prepare(self, language: str | None = None) -> None:

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import probatio
 from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
-from homeassistant.helpers import llm
+from homeassistant.helpers import llm, translation
 from homeassistant.helpers.entity import Entity
 
 from .call_targets import (
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 _CLOCK = re.compile(r"Current time is [^\n]*?\. Today's date is [^\n]*?\.\n?")
 DONE = "Done."
 COULD_NOT = "Sorry, I could not work out how to do that."
+# Their translation keys (strings.json, under "exceptions": HA loads that category by key).
+DONE_KEY = "turn_done"
+COULD_NOT_KEY = "turn_could_not"
 RETRY_INSTRUCTION = (
     "Answer with the one tool call that does what the user asked, as JSON with the tool's "
     "name and its arguments."
@@ -242,6 +246,7 @@ class EdgeInferenceLLMEntity(Entity):
         chat_log: conversation.ChatLog,
         structure_name: str | None = None,
         structure: probatio.Schema | None = None,
+        language: str | None = None,
     ) -> None:
         """Answer the chat log, running tools until none is left unanswered."""
         llm_api = chat_log.llm_api
@@ -268,7 +273,7 @@ class EdgeInferenceLLMEntity(Entity):
                 "type": "json_schema",
                 "json_schema": {"name": structure_name or "data", "schema": schema},
             }
-        done = TurnCalls()
+        done = TurnCalls(await async_turn_replies(self.hass, language))
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
@@ -336,7 +341,7 @@ class EdgeInferenceLLMEntity(Entity):
             written = calls_in_answer(held, set(toolbox.by_name))
             if written is None and done.echoed(held, body):
                 # Small models read the tool's result back as JSON: say what it means.
-                yield {"content": DONE if done.all_carried_out() else COULD_NOT}
+                yield {"content": done.reply(done.all_carried_out())}
             elif written is None:
                 yield {"content": held}  # JSON-looking text that is no call: say it
             else:
@@ -347,13 +352,13 @@ class EdgeInferenceLLMEntity(Entity):
             if (call := await self._constrained_call(body, toolbox)) is not None:
                 calls.append(call)
             else:
-                yield {"content": COULD_NOT}
+                yield {"content": done.reply(False)}
         fresh = [call for call in calls if not done.made(call)]
         if calls and not fresh:
             # Small models ask again for what they just did, on and on: the turn is over.
             LOGGER.debug("The model repeated calls already made this turn: %s", calls)
             carried_out = all(done.carried_out(call) for call in calls)
-            yield {"content": DONE if carried_out else COULD_NOT}
+            yield {"content": done.reply(carried_out)}
         elif fresh:
             for call in fresh:
                 done.add(call)
@@ -390,10 +395,32 @@ class EdgeInferenceLLMEntity(Entity):
         return toolbox.call(written[0])
 
 
+@dataclass(frozen=True)
+class TurnReplies:
+    """What the agent says itself when the model's answer cannot be spoken (its calls' result
+    read back as JSON, or a call it could not make), in the user's language."""
+
+    done: str = DONE
+    could_not: str = COULD_NOT
+
+
+async def async_turn_replies(hass: HomeAssistant, language: str | None) -> TurnReplies:
+    """The replies in `language` ("de", "de-CH"; HA's language when None), English where
+    the integration has no translation."""
+    base = (language or hass.config.language).split("-")[0].lower()
+    strings = await translation.async_get_translations(hass, base, "exceptions", [DOMAIN])
+    prefix = f"component.{DOMAIN}.exceptions."
+    return TurnReplies(
+        done=strings.get(f"{prefix}{DONE_KEY}.message", DONE),
+        could_not=strings.get(f"{prefix}{COULD_NOT_KEY}.message", COULD_NOT),
+    )
+
+
 @dataclass
 class TurnCalls:
     """The calls made in one turn, and whether HA carried each out."""
 
+    replies: TurnReplies = field(default_factory=TurnReplies)
     _by_id: dict[str, str] = field(default_factory=dict)  # call id -> the call's key
     _ok: dict[str, bool] = field(default_factory=dict)  # the call's key -> carried out
 
@@ -408,6 +435,9 @@ class TurnCalls:
 
     def all_carried_out(self) -> bool:
         return bool(self._ok) and all(self._ok.values())
+
+    def reply(self, carried_out: bool) -> str:
+        return self.replies.done if carried_out else self.replies.could_not
 
     def echoed(self, text: str, body: dict[str, Any]) -> bool:
         """Whether an answer is JSON after calls this turn (their result read back), where no

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import yaml
+from homeassistant.core import HomeAssistant
+
+from custom_components.edge_inference.llm_entity import TurnReplies, async_turn_replies
 
 from .common import ROOT
 
@@ -20,6 +24,35 @@ def load(name: str) -> dict:
 def test_en_is_strings() -> None:
     """HA reads translations/en.json for custom integrations; it must equal strings.json."""
     assert load("strings.json") == load("translations/en.json")
+
+
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in tree.items():
+        keys |= _keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return keys
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (COMPONENT / "translations").glob("*.json")), ids=str
+)
+def test_other_languages_translate_only_known_strings(path: str) -> None:
+    """A translation may cover part of strings.json (HA falls back to English per key), but
+    a key that strings.json lacks is a typo that would never be shown."""
+    assert _keys(load(f"translations/{path}")) <= _keys(load("strings.json"))
+
+
+async def test_the_agents_own_replies_are_in_the_users_language(hass: HomeAssistant) -> None:
+    """What the agent says itself (a tool result read back as JSON) follows Assist's language,
+    region tags included, and is English where no translation exists."""
+    german = await async_turn_replies(hass, "de-CH")
+    assert german == TurnReplies(
+        done="Erledigt.",
+        could_not="Entschuldigung, ich habe nicht herausgefunden, wie ich das machen soll.",
+    )
+    assert await async_turn_replies(hass, "sw") == TurnReplies()
+    hass.config.language = "fr"
+    assert (await async_turn_replies(hass, None)).done == "C\u2019est fait."
 
 
 def test_keys_used_in_code_exist() -> None:
