@@ -12,9 +12,11 @@ interpolation between neighbouring bins, so readings at any time of day update i
 Outliers cannot pull the model: residuals are clipped at a few robust scales (Huber) before
 they update anything.
 
-The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
-the score is the reading's rarity in the series' own history, from the most extreme values and
+The score is the reading's rarity in the series' own history, from the most extreme values and
 residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor.
+The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
+a spike, shift or drift starts only on a reading rare enough (`rare_days`), so the flag fires
+about as often on a heavy-tailed sensor as on a smooth one.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ class ModelParams:
     range_z: float = 6.0  # a value this many deviations outside the usual range is flagged
     warmup: float = 50.0  # observations before any flag
     rarity_residual: float = 0.3  # weight of the residual's rarity beside the value's
-    rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5
+    rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5;
+    # only one at least this rare starts an anomaly
     usual_after_s: float = 7 * DAY_S  # history before extremes seen daily are not flagged
 
     def as_array(self) -> F64:
@@ -426,11 +429,14 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
             _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n, keep),
         )
         rarity = 0.0
+        tail_rarity = 0.0  # the rarer of the two alone: a calibrated return period
         if rare_value > 0 or rare_resid > 0:
             # An unusual value counts more with an unusual residual; an unusual residual (a
             # jump at a time of day when the value itself is common) counts on its own.
             both = rare_value + p[P_RARITY_RESIDUAL] * rare_resid
-            rarity = max(both, rare_resid) - math.log10(n * DAY_S / history_s)
+            per_day = math.log10(n * DAY_S / history_s)
+            rarity = max(both, rare_resid) - per_day
+            tail_rarity = max(rare_value, rare_resid) - per_day
 
         # Score in 0..1 from the rarity: 0.5 for a reading as extreme as one in `rare_days`
         # days, more for rarer ones, 0 for one as common as daily. A flagged reading (below)
@@ -441,10 +447,18 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         usual_extreme = (
             rarity < 0 and (rare_value > 0 or rare_resid > 0) and history_s >= p[P_USUAL_AFTER]
         )
+        # An anomaly starts only on a reading at least as rare as one in `rare_days` days (a
+        # record while the history is shorter), so a heavy-tailed sensor does not page daily;
+        # once started it lasts while the rules see it. A user's model decides instead (below).
+        # The score's sum of value and residual rarity ranks readings well but overstates how
+        # seldom they come (both are extreme together), hence the rarer of the two here.
+        rare_enough = tail_rarity >= min(rare_half, max(math.log10(history_s / DAY_S), 0.0))
+        ongoing = old_kind in (KIND_SPIKE, KIND_LEVEL_SHIFT, KIND_DRIFT)
+        notable = not usual_extreme and (rare_enough or ongoing or len(given) > 0)
         kind = KIND_NONE
-        if big and not usual_extreme:
+        if big and notable:
             kind = KIND_LEVEL_SHIFT if shifted else KIND_SPIKE
-        elif (drifting or out_of_range) and not usual_extreme:
+        elif (drifting or out_of_range) and notable:
             kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
             direction = (1.0 if drift > 0 else -1.0) if drifting else direction
         if stuck:
