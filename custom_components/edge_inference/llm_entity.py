@@ -48,6 +48,7 @@ from .const import (
     PRIORITY_VOICE,
 )
 from .home_vocabulary import HomeVocabulary, async_home_vocabulary
+from .question_guard import LIVE_CONTEXT, base_name, is_question, only_reads
 from .tool_recovery import (
     CallInProse,
     TextToolCall,
@@ -92,6 +93,17 @@ class Toolbox:
         """The calls that can be made as they are (mended), and whether any could not."""
         made = [self.call(call) for call in written]
         return [call for call in made if call is not None], None in made
+
+    def answering(self, calls: list[llm.ToolInput]) -> list[llm.ToolInput]:
+        """For a question: the calls that only read, and in place of those that would act,
+        the live context to answer from (once), where the agent has that tool."""
+        reads = [call for call in calls if only_reads(call.tool_name)]
+        if len(reads) < len(calls):
+            LOGGER.debug("A question is answered, not acted on: %s", calls)
+            live = next((name for name in self.by_name if base_name(name) == LIVE_CONTEXT), None)
+            if live is not None and all(call.tool_name != live for call in reads):
+                reads.append(llm.ToolInput(tool_name=live, tool_args={}))
+        return reads
 
     def call(self, call: TextToolCall) -> llm.ToolInput | None:
         """The call as HA's ToolInput when the tool exists, its arguments fit its schema and
@@ -273,7 +285,9 @@ class EdgeInferenceLLMEntity(Entity):
                 "type": "json_schema",
                 "json_schema": {"name": structure_name or "data", "schema": schema},
             }
-        done = TurnCalls(await async_turn_replies(self.hass, language))
+        users = [c for c in chat_log.content if isinstance(c, conversation.UserContent)]
+        asked = users[-1].content if users else ""
+        done = TurnCalls(await async_turn_replies(self.hass, language), is_question(asked))
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
@@ -353,6 +367,10 @@ class EdgeInferenceLLMEntity(Entity):
                 calls.append(call)
             else:
                 yield {"content": done.reply(False)}
+        if done.question and calls:
+            calls = toolbox.answering(calls)
+            if not calls:
+                yield {"content": done.reply(False)}  # nothing to answer from
         fresh = [call for call in calls if not done.made(call)]
         if calls and not fresh:
             # Small models ask again for what they just did, on and on: the turn is over.
@@ -421,6 +439,7 @@ class TurnCalls:
     """The calls made in one turn, and whether HA carried each out."""
 
     replies: TurnReplies = field(default_factory=TurnReplies)
+    question: bool = False  # the user asked something: answered, never acted on
     _by_id: dict[str, str] = field(default_factory=dict)  # call id -> the call's key
     _ok: dict[str, bool] = field(default_factory=dict)  # the call's key -> carried out
 
@@ -437,7 +456,8 @@ class TurnCalls:
         return bool(self._ok) and all(self._ok.values())
 
     def reply(self, carried_out: bool) -> str:
-        return self.replies.done if carried_out else self.replies.could_not
+        """What to say when the model's answer cannot be: "Done." never answers a question."""
+        return self.replies.done if carried_out and not self.question else self.replies.could_not
 
     def echoed(self, text: str, body: dict[str, Any]) -> bool:
         """Whether an answer is JSON after calls this turn (their result read back), where no

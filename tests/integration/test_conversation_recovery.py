@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import probatio as vol
 import pytest
 from homeassistant.components.conversation import ToolResultContent
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
+from homeassistant.util.json import JsonObjectType
 
 from custom_components.edge_inference.call_targets import (
     fit_targets,
@@ -16,7 +19,8 @@ from custom_components.edge_inference.call_targets import (
     unknown_targets,
 )
 from custom_components.edge_inference.home_vocabulary import HomeVocabulary
-from custom_components.edge_inference.llm_entity import TurnCalls
+from custom_components.edge_inference.llm_entity import COULD_NOT, DONE, Toolbox, TurnCalls
+from custom_components.edge_inference.question_guard import is_question, only_reads
 from custom_components.edge_inference.tool_recovery import (
     CallInProse,
     TextToolCall,
@@ -400,3 +404,62 @@ def test_a_call_after_prose_is_found_whatever_follows_it(tail: str) -> None:
 def test_json_after_prose_that_is_no_call_stays_text() -> None:
     assert calls_in_answer('{"colour": "blue"} is my answer', TOOLS) is None
     assert calls_in_answer("```python\nprint('hi')\n```", TOOLS) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("Is the garage door open?", True),
+        ("What is the thermostat set to?", True),
+        ("Ist die Garage offen?", True),
+        ("¿Está abierta la puerta del garaje?", True),
+        ("Turn on the kitchen light", False),
+        ("Can you open the garage door?", False),  # a polite request
+        ("Could you turn the heating up?", False),
+        ("Kannst du das Licht einschalten?", False),
+        ("¿Puedes encender la luz?", False),
+        ("Czy możesz włączyć światło?", False),
+    ],
+)
+def test_questions_are_told_from_requests(text: str, question: bool) -> None:
+    assert is_question(text) is question
+
+
+def test_tools_that_only_read() -> None:
+    reads = ["homeassistant__GetLiveContext", "GetDateTime", "todo_get_items", "HassTimerStatus"]
+    acts = ["intent__HassTurnOn", "climate__HassClimateSetTemperature", "open_garage"]
+    assert all(only_reads(name) for name in reads)
+    assert not any(only_reads(name) for name in acts)
+
+
+class _Tool(llm.Tool):
+    """A tool offered to the model; never called here."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.description = None
+        self.parameters = vol.Schema({})
+
+    async def async_call(
+        self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
+    ) -> JsonObjectType:
+        raise AssertionError("not called in these tests")
+
+
+def test_a_question_is_answered_from_the_live_context_not_acted_on() -> None:
+    """Qwen2.5 0.5B answered "Is the garage door open?" with HassTurnOn on the garage door."""
+    names = ["homeassistant__GetLiveContext", "intent__HassTurnOn", "GetDateTime"]
+    toolbox = Toolbox(by_name={name: _Tool(name) for name in names})
+    open_door = llm.ToolInput(tool_name="intent__HassTurnOn", tool_args={"name": "Garage door"})
+    open_again = llm.ToolInput(tool_name="intent__HassTurnOn", tool_args={"name": "Garage"})
+    answered = toolbox.answering([open_door, open_again])
+    assert [(c.tool_name, c.tool_args) for c in answered] == [("homeassistant__GetLiveContext", {})]
+    clock = llm.ToolInput(tool_name="GetDateTime", tool_args={})
+    assert toolbox.answering([clock]) == [clock]
+    no_context = Toolbox(by_name={"intent__HassTurnOn": _Tool("intent__HassTurnOn")})
+    assert no_context.answering([open_door]) == []
+
+
+def test_done_never_answers_a_question() -> None:
+    assert TurnCalls().reply(True) == DONE
+    assert TurnCalls(question=True).reply(True) == COULD_NOT
