@@ -12,7 +12,8 @@ areas, are the only ones exposed to Assist. Each of the 30 commands goes to both
 (alternating which goes first) through HA's conversation API, as from a satellite in the
 living room; HA's `call_service` events are watched on the websocket API. A command counts when
 the right service call happens on the right entities (queries: when the answer states the right
-state). Time to the action: from sending the command to that call (queries: to the answer).
+state and no service was called: a question answered by changing the home is wrong). Time to
+the action: from sending the command to that call (queries: to the answer).
 Our agent's debug log shows when its recovery (a call written as text, or a JSON-schema retry)
 produced the call; those commands would fail without it. --out replaces only this section.
 """
@@ -208,9 +209,12 @@ def either(*checks: Check) -> Check:
 
 
 def yes_no(entity: str, yes_state: str, positive: str, negative: str) -> Check:
-    """A yes/no question about `entity`: the answer must say the state it has."""
+    """A yes/no question about `entity`: the answer must say the state it has, and nothing
+    may be done to answer it."""
 
-    def check(_calls: list[Call], speech: str, before: States) -> float | None:
+    def check(calls: list[Call], speech: str, before: States) -> float | None:
+        if calls:
+            return None
         said = speech.lower()
         says_no = bool(re.search(rf"\bno\b|{negative}", said))
         says_yes = bool(re.search(r"\byes\b", said)) or (
@@ -223,9 +227,11 @@ def yes_no(entity: str, yes_state: str, positive: str, negative: str) -> Check:
 
 
 def says_number(entity: str, attribute: str) -> Check:
-    def check(_calls: list[Call], speech: str, before: States) -> float | None:
+    """A question about a number of `entity`: the answer must say it, and nothing may be done."""
+
+    def check(calls: list[Call], speech: str, before: States) -> float | None:
         value = before[entity]["attributes"].get(attribute)
-        if value is None:
+        if calls or value is None:
             return None
         return 0.0 if re.search(rf"(?<![\d.]){float(value):g}(?![\d])", speech) else None
 
@@ -403,6 +409,7 @@ class Outcome:
     recovered: bool = False  # our agent: the call came from recovery
     spoke_json: bool = False  # the answer looks like a tool call written as text
     speech: str = ""
+    acted: bool = False  # some service was called
 
 
 @dataclass
@@ -654,7 +661,7 @@ async def ask(hass: Hass, agent: Agent, command: Command, satellite: str) -> Out
     seconds = (at or answered) - start  # queries: to the answer
     spoke_json = bool(re.match(r"\s*(\{|\[|<tool_|```)", speech))
     recovered = any(line in log_since(hass.demo, offset) for line in RECOVERED)
-    return Outcome(ok, seconds, answered - start, recovered, spoke_json, speech)
+    return Outcome(ok, seconds, answered - start, recovered, spoke_json, speech, bool(hass.calls))
 
 
 def median(values: list[float]) -> str:
@@ -692,8 +699,9 @@ def render(runs: list[ModelRun], load: str) -> str:
         "| model | agent | right action | "
         + " | ".join(kinds)
         + " | median time to the action | median time to the answer "
-        "| answers that were JSON or tool markup | calls from recovery |",
-        "|---|---|---|" + "---|" * len(kinds) + "---|---|---|---|",
+        "| answers that were JSON or tool markup | calls from recovery "
+        "| questions that changed the home |",
+        "|---|---|---|" + "---|" * len(kinds) + "---|---|---|---|---|",
     ]
     for run in runs:
         for agent in run.agents:
@@ -708,7 +716,8 @@ def render(runs: list[ModelRun], load: str) -> str:
                 + " | ".join(per_kind)
                 + f" | {median([o.seconds for o in got if o.ok])} | "
                 f"{median([o.answer_s for o in got])} | {sum(o.spoke_json for o in got)} | "
-                f"{sum(o.ok and o.recovered for o in got)} |"
+                f"{sum(o.ok and o.recovered for o in got)} | "
+                f"{sum(o.acted for c, o in zip(COMMANDS, got, strict=True) if c.kind == 'query')} |"
             )
     for run in runs:
         lines += [
