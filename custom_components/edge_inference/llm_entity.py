@@ -70,6 +70,10 @@ COULD_NOT = "Sorry, I could not work out how to do that."
 # Their translation keys (strings.json, under "exceptions": HA loads that category by key).
 DONE_KEY = "turn_done"
 COULD_NOT_KEY = "turn_could_not"
+ANSWER_INSTRUCTION = (
+    "Answer the user's question in one short sentence from the tool results above. "
+    "Do not call a tool."
+)
 RETRY_INSTRUCTION = (
     "Answer with the one tool call that does what the user asked, as JSON with the tool's "
     "name and its arguments."
@@ -291,7 +295,7 @@ class EdgeInferenceLLMEntity(Entity):
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
-                    self.entity_id, self._deltas(body, toolbox, done)
+                    self.entity_id, self._deltas(done.request(body), toolbox, done)
                 ):
                     if (message := content_message(item)) is not None:
                         messages.append(message)
@@ -454,6 +458,15 @@ class TurnCalls:
 
     def all_carried_out(self) -> bool:
         return bool(self._ok) and all(self._ok.values())
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The next request of the turn: once a question's states are read, the model is
+        asked to answer from them without tools (small models otherwise call again)."""
+        if not (self.question and self._by_id):
+            return body
+        answer = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+        answer["messages"] = [*body["messages"], {"role": "system", "content": ANSWER_INSTRUCTION}]
+        return answer
 
     def reply(self, carried_out: bool) -> str:
         """What to say when the model's answer cannot be: "Done." never answers a question."""

@@ -460,6 +460,20 @@ def test_a_question_is_answered_from_the_live_context_not_acted_on() -> None:
     assert no_context.answering([open_door]) == []
 
 
+def test_a_question_is_answered_without_tools_once_the_states_are_read() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Is it open?"}], "tools": [{}]}
+    turn = TurnCalls(question=True)
+    assert turn.request(body) is body  # first round: the tools to read with
+    turn.add(llm.ToolInput(tool_name="GetLiveContext", tool_args={}))
+    answer = turn.request(body)
+    assert "tools" not in answer
+    assert answer["messages"][:-1] == body["messages"]
+    assert answer["messages"][-1]["role"] == "system"
+    command = TurnCalls()
+    command.add(llm.ToolInput(tool_name="HassTurnOn", tool_args={"name": "Bed light"}))
+    assert command.request(body) is body  # a command keeps its tools (more may follow)
+
+
 def test_done_never_answers_a_question() -> None:
     assert TurnCalls().reply(True) == DONE
     assert TurnCalls(question=True).reply(True) == COULD_NOT
