@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .tool_recovery import TextToolCall
+from .tool_recovery import TextToolCall, base_name
 
 if TYPE_CHECKING:
     from .home_vocabulary import HomeVocabulary
@@ -132,7 +132,7 @@ def retarget_set_value(
     """A call that sets a number on an entity its intent cannot act on ("set the bed light to
     50 %" as HassSetPosition), as the offered intent that sets that number on that entity's
     domain (HassLightSet, brightness 50). Any other call is returned as it is."""
-    intent = call.name.rsplit("__", 1)[-1]  # HA 2026.10 names tools "<api>__<intent>"
+    intent = base_name(call.name)
     if intent not in SET_VALUE_INTENTS:
         return call
     domains, slot = SET_VALUE_INTENTS[intent]
@@ -143,7 +143,7 @@ def retarget_set_value(
     if not isinstance(value, int | float | str) or not named or named & domains:
         return call
     for other, (other_domains, other_slot) in SET_VALUE_INTENTS.items():
-        tool = next((t for t in offered if t.rsplit("__", 1)[-1] == other), None)
+        tool = next((t for t in offered if base_name(t) == other), None)
         if tool is not None and named & other_domains:
             targets = {k: v for k, v in call.arguments.items() if k in TARGET_SLOTS}
             return TextToolCall(tool, {**targets, other_slot: value})

@@ -48,10 +48,11 @@ from .const import (
     PRIORITY_VOICE,
 )
 from .home_vocabulary import HomeVocabulary, async_home_vocabulary
-from .question_guard import LIVE_CONTEXT, base_name, is_question, only_reads
+from .question_guard import LIVE_CONTEXT, is_question, only_reads
 from .tool_recovery import (
     CallInProse,
     TextToolCall,
+    base_name,
     calls_in_answer,
     loads_repaired,
     may_be_tool_text,

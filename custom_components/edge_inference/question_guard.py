@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from .tool_recovery import base_name
+
 # Polite requests are phrased as questions but ask for an action ("Can you open the blinds?"),
 # in the languages the agent's own replies are translated to.
 _REQUEST = re.compile(
@@ -30,11 +32,6 @@ def is_question(text: str) -> bool:
     """Whether the user's words ask something rather than ask for something."""
     words = text.strip()
     return words.endswith(_QUESTION_MARKS) and not _REQUEST.match(words)
-
-
-def base_name(tool_name: str) -> str:
-    """The tool's own name, without the API prefix HA adds when several APIs are offered."""
-    return tool_name.rsplit("__", 1)[-1]
 
 
 def only_reads(tool_name: str) -> bool:

@@ -153,14 +153,19 @@ def _as_call(item: Any, tool_names: set[str]) -> TextToolCall | None:
     return TextToolCall(name, arguments)
 
 
+def base_name(tool_name: str) -> str:
+    """The tool's own name (the intent), without the "<api>__" prefix HA 2026.10 adds."""
+    return tool_name.rsplit("__", 1)[-1]
+
+
 def offered_tool(name: Any, tool_names: set[str]) -> str | None:
     """The offered tool a call names: as written, or the one tool with that intent when the
     model got HA's "<api>__" prefix wrong or left it out ("intent__HassClimateSetTemperature"
     for "climate__HassClimateSetTemperature")."""
     if not isinstance(name, str) or name in tool_names:
         return name if isinstance(name, str) else None
-    intent = name.rsplit("__", 1)[-1]
-    same = [tool for tool in tool_names if tool.rsplit("__", 1)[-1] == intent]
+    intent = base_name(name)
+    same = [tool for tool in tool_names if base_name(tool) == intent]
     return same[0] if len(same) == 1 else None
 
 
