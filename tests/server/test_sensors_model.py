@@ -90,6 +90,24 @@ def test_a_flagged_reading_scores_at_least_one_half() -> None:
     assert score >= 0.5
 
 
+def test_a_reading_further_out_of_range_scores_higher() -> None:
+    """Two new records after the same week: each is the highest reading ever, so rarity alone
+    rates them alike; the one far outside the usual range scores higher (a freezer at +20 C
+    is worse than one at -10 C), and both are alarms."""
+    t, v = _noisy_days(7.0, seed=4)
+    at = t[-1] + 600
+    scores = []
+    for jump in (2.0, 20.0):  # the daily swing is 2: 2 is just past it, 20 far beyond
+        state = model.new_state()
+        model.update(state, t, v, model.ModelParams().as_array())
+        score, kind = _score_of_next(state, at, float(usual(at)) + jump)
+        assert kind != model.KIND_NONE
+        scores.append(score)
+    near, far = scores
+    assert 0.5 <= near < far, scores
+    assert far > 0.7, scores
+
+
 def test_state_of_the_previous_layout_is_carried_over() -> None:
     """A state stored before the rarity tables existed keeps its learned curve: the tables
     start empty and the expected value is the same as before the upgrade."""

@@ -13,7 +13,9 @@ Outliers cannot pull the model: residuals are clipped at a few robust scales (Hu
 they update anything.
 
 The score is the reading's rarity in the series' own history, from the most extreme values and
-residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor.
+residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor;
+a reading that starts an anomaly far outside the usual range scores by how far, too, as a
+record's rarity is capped by the history's length.
 The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
 a spike, shift or drift starts only on a reading rare enough (`rare_days`), so the flag fires
 about as often on a heavy-tailed sensor as on a smooth one.
@@ -461,6 +463,11 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         elif (drifting or out_of_range) and notable:
             kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
             direction = (1.0 if drift > 0 else -1.0) if drifting else direction
+        if out_of_range and rare_enough and not usual_extreme:
+            # A reading rare enough to start an anomaly ranks by how far it left the usual
+            # range too (0.5 at the range's edge): its rarity alone stops growing at a record.
+            # Not the rest of the episode, so a long excursion is not a long run of high scores.
+            score = max(score, rz / (rz + p[P_RANGE_Z]))
         if stuck:
             kind = KIND_STUCK
             direction = 0.0
