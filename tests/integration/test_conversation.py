@@ -193,6 +193,48 @@ async def test_assist_acts_on_a_real_entity_with_a_small_model(
     assert not speech.lstrip().startswith(("{", "[", "<")), speech
 
 
+@pytest.fixture
+async def garage(hass: HomeAssistant, real_mqtt: MockConfigEntry) -> None:
+    """A home with a garage door (a switch-like helper), exposed to Assist."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    assert await async_setup_component(
+        hass, "input_boolean", {"input_boolean": {"garage_door": {"name": "Garage door"}}}
+    )
+    assert await async_setup_component(hass, "intent", {})
+    async_expose_entity(hass, conversation.DOMAIN, "input_boolean.garage_door", True)
+
+
+@pytest.mark.parametrize("said", ["is the garage door open", "is the garage door closed"])
+async def test_a_spoken_question_leaves_the_home_as_it_is(
+    hass: HomeAssistant, garage: None, tmp_path: Path, qwen: LlamaServer, said: str
+) -> None:
+    """A question as speech-to-text writes it (no question mark) is answered, not acted on:
+    without the guard's question words this model answers both with HassTurnOn on the door."""
+    proxy = _proxy(tmp_path / "proxy-qwen", qwen.url)
+    proxy.start()
+    try:
+        agent = _agent(
+            SUBENTRY_CONVERSATION,
+            "Local assistant",
+            chat_model="qwen",
+            prompt=ASSIST_PROMPT,
+            llm_hass_api=["assist"],
+        )
+        await _setup(hass, proxy, agent)
+        result = await conversation.async_converse(
+            hass,
+            said,
+            None,
+            Context(),
+            language="en",
+            agent_id="conversation.local_assistant",
+        )
+    finally:
+        proxy.stop()
+    assert _state(hass, "input_boolean.garage_door") == "off", result.response.speech
+    assert result.response.speech["plain"]["speech"].strip()
+
+
 async def test_ai_task_gives_structured_data(
     hass: HomeAssistant, home: None, proxy: ServerProcess
 ) -> None:

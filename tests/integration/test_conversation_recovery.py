@@ -425,6 +425,40 @@ def test_questions_are_told_from_requests(text: str, question: bool) -> None:
     assert is_question(text) is question
 
 
+@pytest.mark.parametrize(
+    ("text", "language", "question"),
+    [
+        # As speech-to-text writes them: no question mark.
+        ("is the garage door open", "en", True),
+        ("What's the temperature in the kitchen", "en-GB", True),
+        ("how warm is it upstairs", "en", True),
+        ("ist die Garage offen", "de", True),
+        ("welche Lichter sind an", "de-CH", True),
+        ("est-ce que la porte est ouverte", "fr", True),
+        ("está abierta la puerta del garaje", "es", True),
+        ("è accesa la luce in cucina", "it", True),
+        ("staat de lamp aan", "nl", False),  # a verb that also opens commands: not guessed
+        ("hoe warm is het", "nl", True),
+        ("qual é a temperatura", "pt", True),
+        ("czy światło jest włączone", "pl", True),
+        # Commands stay commands.
+        ("turn on the kitchen light", "en", False),
+        ("schalte das Licht ein", "de", False),
+        ("allume la lumière", "fr", False),
+        ("isolate the office", "en", False),  # a word that only starts like "is"
+        ("can you open the garage door", "en", False),
+        ("czy możesz włączyć światło", "pl", False),
+        # A language without a list: only the question mark counts.
+        ("is the garage door open", "sv", False),
+        ("is the garage door open", None, False),
+    ],
+)
+def test_spoken_questions_without_a_question_mark(
+    text: str, language: str | None, question: bool
+) -> None:
+    assert is_question(text, language) is question
+
+
 def test_tools_that_only_read() -> None:
     reads = ["homeassistant__GetLiveContext", "GetDateTime", "todo_get_items", "HassTimerStatus"]
     acts = ["intent__HassTurnOn", "climate__HassClimateSetTemperature", "open_garage"]
