@@ -24,8 +24,9 @@ _REQUEST = re.compile(
 _QUESTION_MARKS = ("?", "\uff1f", "\u061f")  # also the full-width and the Arabic one
 # Speech-to-text often drops the question mark ("is the garage door open"), so a sentence that
 # opens with a question word or an inverted "to be / to have" counts too, in the languages the
-# agent's replies are translated to. Only words that cannot open a command are listed: German
-# and Dutch commands also open with a verb, but not with these.
+# agent's replies are translated to. Only words that seldom open a command are listed (a
+# command taken for a question would be refused): German and Dutch commands also open with a
+# verb, but not with these.
 _OPENERS = {
     "en": "is|are|was|were|has|have|what|what's|whats|which|who|whose|when|where|why|how",
     "de": "ist|sind|war|waren|hat|haben|was|welche[rsnm]?|wer|wann|wo|wie|warum|wieso|weshalb",
