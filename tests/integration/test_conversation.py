@@ -162,9 +162,10 @@ async def test_assist_answers_through_the_agent(
     assert result.conversation_id  # the chat log keeps the turn for the next one
 
 
-async def test_assist_acts_on_a_real_entity_with_a_small_model(
-    hass: HomeAssistant, home: None, tmp_path: Path, qwen: LlamaServer
-) -> None:
+async def _ask_qwen(
+    hass: HomeAssistant, tmp_path: Path, qwen: LlamaServer, said: str
+) -> conversation.ConversationResult:
+    """One turn through our agent (Assist API, HA's instructions) on Qwen2.5 0.5B."""
     proxy = _proxy(tmp_path / "proxy-qwen", qwen.url)
     proxy.start()
     try:
@@ -176,16 +177,18 @@ async def test_assist_acts_on_a_real_entity_with_a_small_model(
             llm_hass_api=["assist"],
         )
         await _setup(hass, proxy, agent)
-        assert _state(hass, "input_boolean.kitchen_light") == "off"
-        result = await conversation.async_converse(
-            hass,
-            "Turn on the kitchen light",
-            None,
-            Context(),
-            agent_id="conversation.local_assistant",
+        return await conversation.async_converse(
+            hass, said, None, Context(), language="en", agent_id="conversation.local_assistant"
         )
     finally:
         proxy.stop()
+
+
+async def test_assist_acts_on_a_real_entity_with_a_small_model(
+    hass: HomeAssistant, home: None, tmp_path: Path, qwen: LlamaServer
+) -> None:
+    assert _state(hass, "input_boolean.kitchen_light") == "off"
+    result = await _ask_qwen(hass, tmp_path, qwen, "Turn on the kitchen light")
     assert _state(hass, "input_boolean.kitchen_light") == "on", result.response.speech
     speech = result.response.speech["plain"]["speech"]
     # The call was made, not read out (this model writes calls as JSON text).
@@ -210,27 +213,7 @@ async def test_a_spoken_question_leaves_the_home_as_it_is(
 ) -> None:
     """A question as speech-to-text writes it (no question mark) is answered, not acted on:
     without the guard's question words this model answers both with HassTurnOn on the door."""
-    proxy = _proxy(tmp_path / "proxy-qwen", qwen.url)
-    proxy.start()
-    try:
-        agent = _agent(
-            SUBENTRY_CONVERSATION,
-            "Local assistant",
-            chat_model="qwen",
-            prompt=ASSIST_PROMPT,
-            llm_hass_api=["assist"],
-        )
-        await _setup(hass, proxy, agent)
-        result = await conversation.async_converse(
-            hass,
-            said,
-            None,
-            Context(),
-            language="en",
-            agent_id="conversation.local_assistant",
-        )
-    finally:
-        proxy.stop()
+    result = await _ask_qwen(hass, tmp_path, qwen, said)
     assert _state(hass, "input_boolean.garage_door") == "off", result.response.speech
     assert result.response.speech["plain"]["speech"].strip()
 
