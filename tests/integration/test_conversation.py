@@ -135,15 +135,20 @@ def _state(hass: HomeAssistant, entity_id: str) -> str:
     return state.state
 
 
-@pytest.fixture
-async def home(hass: HomeAssistant, real_mqtt: MockConfigEntry) -> None:
-    """A home with one light-like switch, exposed to Assist."""
+async def _home_with(hass: HomeAssistant, object_id: str, name: str) -> None:
+    """A home whose one switch-like helper is exposed to Assist."""
     assert await async_setup_component(hass, "homeassistant", {})
     assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"kitchen_light": {"name": "Kitchen light"}}}
+        hass, "input_boolean", {"input_boolean": {object_id: {"name": name}}}
     )
     assert await async_setup_component(hass, "intent", {})
-    async_expose_entity(hass, conversation.DOMAIN, "input_boolean.kitchen_light", True)
+    async_expose_entity(hass, conversation.DOMAIN, f"input_boolean.{object_id}", True)
+
+
+@pytest.fixture
+async def home(hass: HomeAssistant, real_mqtt: MockConfigEntry) -> None:
+    """A home with one light-like switch."""
+    await _home_with(hass, "kitchen_light", "Kitchen light")
 
 
 async def test_assist_answers_through_the_agent(
@@ -198,13 +203,8 @@ async def test_assist_acts_on_a_real_entity_with_a_small_model(
 
 @pytest.fixture
 async def garage(hass: HomeAssistant, real_mqtt: MockConfigEntry) -> None:
-    """A home with a garage door (a switch-like helper), exposed to Assist."""
-    assert await async_setup_component(hass, "homeassistant", {})
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"garage_door": {"name": "Garage door"}}}
-    )
-    assert await async_setup_component(hass, "intent", {})
-    async_expose_entity(hass, conversation.DOMAIN, "input_boolean.garage_door", True)
+    """A home with a garage door (a switch-like helper)."""
+    await _home_with(hass, "garage_door", "Garage door")
 
 
 @pytest.mark.parametrize("said", ["is the garage door open", "is the garage door closed"])

@@ -407,27 +407,18 @@ def test_json_after_prose_that_is_no_call_stays_text() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "question"),
-    [
-        ("Is the garage door open?", True),
-        ("What is the thermostat set to?", True),
-        ("Ist die Garage offen?", True),
-        ("¿Está abierta la puerta del garaje?", True),
-        ("Turn on the kitchen light", False),
-        ("Can you open the garage door?", False),  # a polite request
-        ("Could you turn the heating up?", False),
-        ("Kannst du das Licht einschalten?", False),
-        ("¿Puedes encender la luz?", False),
-        ("Czy możesz włączyć światło?", False),
-    ],
-)
-def test_questions_are_told_from_requests(text: str, question: bool) -> None:
-    assert is_question(text) is question
-
-
-@pytest.mark.parametrize(
     ("text", "language", "question"),
     [
+        ("Is the garage door open?", None, True),
+        ("What is the thermostat set to?", None, True),
+        ("Ist die Garage offen?", None, True),
+        ("¿Está abierta la puerta del garaje?", None, True),
+        ("Turn on the kitchen light", None, False),
+        ("Can you open the garage door?", None, False),  # a polite request
+        ("Could you turn the heating up?", None, False),
+        ("Kannst du das Licht einschalten?", None, False),
+        ("¿Puedes encender la luz?", None, False),
+        ("Czy możesz włączyć światło?", None, False),
         # As speech-to-text writes them: no question mark.
         ("is the garage door open", "en", True),
         ("What's the temperature in the kitchen", "en-GB", True),
@@ -453,9 +444,7 @@ def test_questions_are_told_from_requests(text: str, question: bool) -> None:
         ("is the garage door open", None, False),
     ],
 )
-def test_spoken_questions_without_a_question_mark(
-    text: str, language: str | None, question: bool
-) -> None:
+def test_questions_are_told_from_requests(text: str, language: str | None, question: bool) -> None:
     assert is_question(text, language) is question
 
 
