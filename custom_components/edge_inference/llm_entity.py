@@ -48,7 +48,7 @@ from .const import (
     PRIORITY_VOICE,
 )
 from .home_vocabulary import HomeVocabulary, async_home_vocabulary
-from .question_guard import LIVE_CONTEXT, is_question, only_reads
+from .question_guard import LIVE_CONTEXT, base_language, is_question, only_reads
 from .tool_recovery import (
     CallInProse,
     TextToolCall,
@@ -292,8 +292,9 @@ class EdgeInferenceLLMEntity(Entity):
             }
         users = [c for c in chat_log.content if isinstance(c, conversation.UserContent)]
         asked = users[-1].content if users else ""
+        language = language or self.hass.config.language
         replies = await async_turn_replies(self.hass, language)
-        done = TurnCalls(replies, is_question(asked, language or self.hass.config.language))
+        done = TurnCalls(replies, is_question(asked, language))
         for _iteration in range(MAX_TOOL_ITERATIONS):
             with translate_errors():
                 async for item in chat_log.async_add_delta_content_stream(
@@ -431,7 +432,7 @@ class TurnReplies:
 async def async_turn_replies(hass: HomeAssistant, language: str | None) -> TurnReplies:
     """The replies in `language` ("de", "de-CH"; HA's language when None), English where
     the integration has no translation."""
-    base = (language or hass.config.language).split("-")[0].lower()
+    base = base_language(language or hass.config.language)
     strings = await translation.async_get_translations(hass, base, "exceptions", [DOMAIN])
     prefix = f"component.{DOMAIN}.exceptions."
     return TurnReplies(

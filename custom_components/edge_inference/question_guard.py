@@ -47,6 +47,11 @@ _READS = re.compile(r"^(Hass)?Get|_get_|Status$")
 LIVE_CONTEXT = "GetLiveContext"
 
 
+def base_language(language: str | None) -> str:
+    """The language without its region: "de-CH" -> "de"."""
+    return (language or "").split("-")[0].lower()
+
+
 def is_question(text: str, language: str | None = None) -> bool:
     """Whether the user's words ask something rather than ask for something.
 
@@ -57,7 +62,7 @@ def is_question(text: str, language: str | None = None) -> bool:
         return False
     if words.endswith(_QUESTION_MARKS) or words.startswith(_INVERTED_MARK):
         return True
-    opener = _OPENER_RE.get((language or "").split("-")[0].lower())
+    opener = _OPENER_RE.get(base_language(language))
     return bool(opener and opener.match(words))
 
 
