@@ -108,6 +108,23 @@ def test_a_reading_further_out_of_range_scores_higher() -> None:
     assert far > 0.7, scores
 
 
+def test_a_recurring_peak_scores_by_its_rarity_not_its_distance() -> None:
+    """A sensor that jumps to the same far-off value every two weeks or so (a pump's monthly
+    run): the first jump is a record, far outside the usual range, and scores high; once such
+    jumps have been seen, the next one scores by how rare it is (four times in two months),
+    not by how far it is from the usual range, which is as far as the first."""
+    t, v = _noisy_days(60.0, seed=5)
+    peak = 20.0  # the usual range is -19..-17
+    v[np.arange(300, len(v), 2000)] = peak  # every 14 days, 10-minute readings
+    state = model.new_state()
+    out = model.update(state, t, v, model.ModelParams().as_array())
+    first = float(out[300, model.OUT_SCORE])
+    later, kind = _score_of_next(state, t[-1] + 600, peak)
+    assert first > 0.8, first
+    assert 0.5 <= later < 0.75, later  # still an alarm: rarer than one in 10 days
+    assert kind == model.KIND_SPIKE
+
+
 def test_state_of_the_previous_layout_is_carried_over() -> None:
     """A state stored before the rarity tables existed keeps its learned curve: the tables
     start empty and the expected value is the same as before the upgrade."""

@@ -14,7 +14,7 @@ they update anything.
 
 The score is the reading's rarity in the series' own history, from the most extreme values and
 residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor;
-a reading that starts an anomaly far outside the usual range scores by how far, too, as a
+a new record that starts an anomaly far outside the usual range scores by how far, too, as a
 record's rarity is capped by the history's length.
 The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
 a spike, shift or drift starts only on a reading rare enough (`rare_days`), so the flag fires
@@ -318,6 +318,13 @@ def _tail_rarity(
     return math.log10((seen + 1.0) / (TAIL_K + 1.0)) * (x - center) / (edge - center)
 
 
+@numba.njit(cache=True)
+def _tail_top(state: F64, table: int) -> float:
+    """The most extreme reading kept in a tail table (-inf while it is empty)."""
+    start = TAIL_AT + table * TAIL_K
+    return float(np.max(state[start : start + TAIL_K]))
+
+
 @numba.njit(cache=True, inline="always")
 def _rate(per_step: float, steps: float) -> float:
     return float(1.0 - (1.0 - per_step) ** steps)
@@ -422,6 +429,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         # A stuck sensor's copies of one value would crowd the tables: they are not kept.
         history_s = max(t - state[S_FIRST_T], 1.0)
         keep = not stuck
+        record = v > _tail_top(state, TAIL_TOP_V) or -v > _tail_top(state, TAIL_LOW_V)
         rare_value = max(
             _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n, keep),
             _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n, keep),
@@ -463,10 +471,11 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         elif (drifting or out_of_range) and notable:
             kind = KIND_DRIFT  # walked away from the usual level, or out of the usual range
             direction = (1.0 if drift > 0 else -1.0) if drifting else direction
-        if out_of_range and rare_enough and not usual_extreme:
-            # A reading rare enough to start an anomaly ranks by how far it left the usual
+        if record and out_of_range and rare_enough and not usual_extreme:
+            # A new record, rare enough to start an anomaly, ranks by how far it left the usual
             # range too (0.5 at the range's edge): its rarity alone stops growing at a record.
-            # Not the rest of the episode, so a long excursion is not a long run of high scores.
+            # Not a value seen before (a sensor's recurring peaks rank by their rarity), nor
+            # the rest of the episode, so a long excursion is not a long run of high scores.
             score = max(score, rz / (rz + p[P_RANGE_Z]))
         if stuck:
             kind = KIND_STUCK
