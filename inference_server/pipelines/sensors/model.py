@@ -38,8 +38,27 @@ DAILY_BINS = 144
 WEEKLY_BINS = 168
 
 # Anomaly kinds, as numbers in the kernel's output and as names in the API.
-KIND_NONE, KIND_SPIKE, KIND_LEVEL_SHIFT, KIND_DRIFT, KIND_STUCK, KIND_MISSING, KIND_MODEL = range(7)
-KIND_NAMES = ("none", "spike", "level_shift", "drift", "stuck", "missing_data", "model")
+# New kinds go at the end: stored states keep their number.
+(
+    KIND_NONE,
+    KIND_SPIKE,
+    KIND_LEVEL_SHIFT,
+    KIND_DRIFT,
+    KIND_STUCK,
+    KIND_MISSING,
+    KIND_MODEL,
+    KIND_PATTERN,
+) = range(8)
+KIND_NAMES = (
+    "none",
+    "spike",
+    "level_shift",
+    "drift",
+    "stuck",
+    "missing_data",
+    "model",
+    "pattern",
+)
 
 # Scalar slots of the state vector; the seasonal tables follow them.
 (
@@ -65,18 +84,49 @@ KIND_NAMES = ("none", "spike", "level_shift", "drift", "stuck", "missing_data", 
     S_BASELINE,
     S_RANGE_MEAN,
     S_RANGE_DEV,
-) = range(22)
+    S_PATTERN_SEEN,  # pattern distances scored so far
+    S_PATTERN_MEAN,  # their running mean
+) = range(24)
 SCALARS = 24
 DAILY_AT = SCALARS
 WEEKLY_AT = DAILY_AT + DAILY_BINS
 SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
-# Rarity: the TAIL_K most extreme readings and residuals seen, in four tables: highest values,
-# lowest values (negated), highest residuals, lowest residuals (negated).
+# Pattern novelty: how far the latest stretch of readings is from the nearest of the stretches
+# seen before (a nearest-neighbour "discord", as in matrix-profile and KNN-CAD detectors), for
+# anomalies with no single rare reading: a daily rise that does not come, spikes three times as
+# often, a sensor that starts to flicker within its usual range. A pattern is the last
+# PATTERN_SPAN readings averaged in PATTERN_STEP-reading points, so one blip does not make
+# every pattern novel. Earlier patterns are kept one every PATTERN_STRIDE readings in a ring
+# (fixed state size; a reading costs PATTERNS_KEPT * PATTERN_POINTS multiply-adds); a kept
+# pattern never overlaps the current one, or the latest would be its own nearest neighbour.
+# The block counts its own readings, so a state grown from an older layout learns patterns
+# from empty, not from a ring of zeros. Here, not in a module of its own: numba's cache of
+# `_update` does not notice a change in another file's constants.
+PATTERN_POINTS = 8  # points in a pattern
+PATTERN_STEP = 4  # readings averaged into one point
+PATTERN_SPAN = PATTERN_POINTS * PATTERN_STEP  # readings a pattern covers
+PATTERNS_KEPT = 128  # earlier patterns kept: the last PATTERNS_KEPT * PATTERN_STRIDE readings
+PATTERN_STRIDE = 8  # one pattern kept every this many readings
+PATTERNS_MIN = 8  # patterns kept before a distance is given
+
+PB_READINGS, PB_KEPT = range(2)  # the block's counters
+PB_RING_AT = 2  # the last 2 * PATTERN_SPAN readings, indexed by the reading count
+PB_PATTERNS_AT = PB_RING_AT + 2 * PATTERN_SPAN  # the kept patterns, a ring
+PATTERN_SIZE = PB_PATTERNS_AT + PATTERNS_KEPT * PATTERN_POINTS
+
+# Rarity: the TAIL_K most extreme readings and residuals seen, in five tables: highest values,
+# lowest values (negated), highest residuals, lowest residuals (negated), and the largest
+# pattern distances (the pattern block).
 TAIL_K = 64
 TAIL_AT = SPREAD_AT + DAILY_BINS
-TAIL_TOP_V, TAIL_LOW_V, TAIL_TOP_R, TAIL_LOW_R = range(4)
-STATE_SIZE = TAIL_AT + 4 * TAIL_K
-STATE_SIZE_V1 = TAIL_AT  # before the tail tables (schema 1 rows); `migrate` pads them
+TAIL_TOP_V, TAIL_LOW_V, TAIL_TOP_R, TAIL_LOW_R, TAIL_PATTERN = range(5)
+TAILS = 5
+PATTERN_AT = TAIL_AT + TAILS * TAIL_K  # the pattern block
+STATE_SIZE = PATTERN_AT + PATTERN_SIZE
+# Earlier layouts, which `migrate` pads: before the tail tables (schema 1 rows), and before the
+# pattern novelty (four tail tables).
+STATE_SIZE_V1 = TAIL_AT
+STATE_SIZE_V2 = TAIL_AT + 4 * TAIL_K
 
 # Columns of the kernel's per-observation output.
 (
@@ -125,6 +175,7 @@ class ModelParams:
     rare_days: float = 10.0  # a reading as extreme as one in this many days scores 0.5;
     # only one at least this rare starts an anomaly
     usual_after_s: float = 7 * DAY_S  # history before extremes seen daily are not flagged
+    pattern_record: float = 6.0  # a pattern further than any before: rarity per 10x further
 
     def as_array(self) -> F64:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
@@ -153,7 +204,8 @@ class ModelParams:
     P_RARITY_RESIDUAL,
     P_RARE_DAYS,
     P_USUAL_AFTER,
-) = range(22)
+    P_PATTERN_RECORD,
+) = range(23)
 
 
 def new_state() -> F64:
@@ -165,20 +217,20 @@ def new_state() -> F64:
 def migrate(state: F64) -> F64 | None:
     """A stored state in the current layout, or None when it cannot be carried over.
 
-    Schema-1 rows lack the tail tables: they start empty and fill from the next readings,
-    so level, seasonality and scales learned before the upgrade are kept."""
+    Older rows lack the tail tables or the pattern block: those start empty and fill from the
+    next readings, so level, seasonality and scales learned before the upgrade are kept."""
     if state.shape == (STATE_SIZE,):
         return state
-    if state.shape == (STATE_SIZE_V1,):
+    if state.shape in ((STATE_SIZE_V1,), (STATE_SIZE_V2,)):
         grown = new_state()
-        grown[:STATE_SIZE_V1] = state
+        grown[: len(state)] = state
         return grown
     return None
 
 
 @numba.njit(cache=True)
 def _clear_tails(state: F64) -> None:
-    for k in range(4 * TAIL_K):
+    for k in range(TAILS * TAIL_K):
         state[TAIL_AT + k] = -math.inf
 
 
@@ -325,6 +377,77 @@ def _tail_top(state: F64, table: int) -> float:
     return float(np.max(state[start : start + TAIL_K]))
 
 
+@numba.njit(cache=True)
+def _pattern_ending(block: F64, end: int, points: F64) -> None:
+    """The pattern of the PATTERN_SPAN readings up to reading number `end`, into `points`."""
+    first = end - PATTERN_SPAN + 1
+    for w in range(PATTERN_POINTS):
+        total = 0.0
+        for k in range(PATTERN_STEP):
+            total += block[PB_RING_AT + (first + w * PATTERN_STEP + k) % (2 * PATTERN_SPAN)]
+        points[w] = total / PATTERN_STEP
+
+
+@numba.njit(cache=True)
+def _nearest_pattern_distance(block: F64, v: float) -> float:
+    """Learn the reading v; return the RMS distance (in the sensor's unit) of the pattern it
+    ends to the nearest kept earlier one, or -1 while too few patterns are kept."""
+    i = int(block[PB_READINGS])
+    block[PB_RING_AT + i % (2 * PATTERN_SPAN)] = v
+    block[PB_READINGS] = i + 1
+    points = np.empty(PATTERN_POINTS)
+    # Keep the pattern that ended PATTERN_SPAN readings ago: it does not overlap the current one.
+    old_end = i - PATTERN_SPAN
+    if old_end >= PATTERN_SPAN - 1 and old_end % PATTERN_STRIDE == 0:
+        _pattern_ending(block, old_end, points)
+        at = PB_PATTERNS_AT + int(block[PB_KEPT]) % PATTERNS_KEPT * PATTERN_POINTS
+        block[at : at + PATTERN_POINTS] = points
+        block[PB_KEPT] += 1
+    kept = int(min(block[PB_KEPT], PATTERNS_KEPT))
+    if i < PATTERN_SPAN - 1 or kept < PATTERNS_MIN:
+        return -1.0
+    _pattern_ending(block, i, points)
+    best = math.inf
+    for m in range(kept):
+        at = PB_PATTERNS_AT + m * PATTERN_POINTS
+        squares = 0.0
+        for w in range(PATTERN_POINTS):
+            diff = points[w] - block[at + w]
+            squares += diff * diff
+        best = min(best, squares)
+    return math.sqrt(best / PATTERN_POINTS)
+
+
+@numba.njit(cache=True)
+def _pattern_rarity(
+    state: F64, t: float, v: float, scale: float, record_weight: float, memory: float
+) -> float:
+    """Learn v into the pattern block; the rarity (log10 of the return period in days, like a
+    reading's) of how far the pattern it ends is from every earlier one, in `scale` units.
+
+    Past the largest distance kept, the return period grows as a power of how far past
+    (`record_weight` per tenfold): a history of days cannot count a pattern rarer than once in
+    those days, yet one twice as strange as any before is plainly rarer."""
+    distance = _nearest_pattern_distance(state[PATTERN_AT:], v)
+    if distance < 0:
+        return 0.0
+    distance /= scale
+    seen = state[S_PATTERN_SEEN]
+    record = _tail_top(state, TAIL_PATTERN)
+    rarity = _tail_rarity(state, TAIL_PATTERN, distance, state[S_PATTERN_MEAN], seen, True)
+    if seen >= 2 * TAIL_K:
+        history_s = max(t - state[S_FIRST_T], 1.0)
+        rarity -= math.log10(seen * DAY_S / history_s)
+        if distance > record > 0:
+            rarity += record_weight * math.log10(distance / record)
+    else:
+        rarity = 0.0
+    follow = max(1.0 / (seen + 1.0), 1.0 / memory)
+    state[S_PATTERN_MEAN] += follow * (distance - state[S_PATTERN_MEAN])
+    state[S_PATTERN_SEEN] = seen + 1.0
+    return rarity
+
+
 @numba.njit(cache=True, inline="always")
 def _rate(per_step: float, steps: float) -> float:
     return float(1.0 - (1.0 - per_step) ** steps)
@@ -348,6 +471,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
             state[S_BASELINE] = v
             state[S_RANGE_MEAN] = v
             state[S_COUNT] = 1
+            _nearest_pattern_distance(state[PATTERN_AT:], v)  # the first reading of a pattern
             out[i, OUT_EXPECTED] = v
             out[i, OUT_LOWER] = v
             out[i, OUT_UPPER] = v
@@ -421,6 +545,11 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         range_dev = MAD_TO_SIGMA * state[S_RANGE_DEV] + _floor(state[S_RANGE_MEAN])
         rz = abs(v - state[S_RANGE_MEAN]) / range_dev
         out_of_range = rz > p[P_RANGE_Z]
+        # How unusual the stretch of readings this one ends is (the pattern block), against the same
+        # usual deviation, as a return period like a reading's rarity below.
+        pattern_rarity = _pattern_rarity(
+            state, t, v, range_dev, p[P_PATTERN_RECORD], p[P_RANGE_MEMORY]
+        )
 
         # Rarity: how few of the readings so far were as extreme, in value and in residual, as
         # a return period: log10 of the days between readings this extreme. Counting per day,
@@ -477,6 +606,17 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
             # Not a value seen before (a sensor's recurring peaks rank by their rarity), nor
             # the rest of the episode, so a long excursion is not a long run of high scores.
             score = max(score, rz / (rz + p[P_RANGE_Z]))
+        if pattern_rarity > 0 and len(given) == 0:
+            # A stretch of readings unlike any before, though no reading in it need be rare
+            # (a daily rise that does not come, spikes three times as often): scored on the
+            # same scale, and an anomaly of its own while it is as rare as one in `rare_days`.
+            score = max(score, pattern_rarity / (pattern_rarity + rare_half))
+            # Once started it lasts while the stretch stays rarer than daily, so a pattern
+            # that comes and goes around the bar is one episode, not a burst of them.
+            started = old_kind == KIND_PATTERN or pattern_rarity >= rare_half
+            if kind == KIND_NONE and started:
+                kind = KIND_PATTERN
+                direction = 0.0
         if stuck:
             kind = KIND_STUCK
             direction = 0.0
