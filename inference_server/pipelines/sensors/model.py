@@ -1,6 +1,6 @@
 """The per-series online model: level, damped trend, daily and weekly seasonality, robust scale.
 
-One series' whole learned state is one float64 vector (`STATE_SIZE` values, ~6 KB), so it
+One series' whole learned state is one float64 vector (`STATE_SIZE` values, ~15 KB), so it
 pickles to one SQLite row and a batch of observations is one call of a numba-compiled loop
 (`_update`): a 30-day warm start of 1-minute data runs in milliseconds, not seconds.
 
@@ -16,7 +16,8 @@ The score is the reading's rarity in the series' own history, from the most extr
 residuals kept (a return period in days), so it means the same on a noisy and a smooth sensor;
 a new record that starts an anomaly far outside the usual range scores by how far, too, as a
 record's rarity is capped by the history's length.
-The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data);
+The flag (kind) comes from the model's rules (spike, level shift, drift, stuck, missing data,
+and pattern: a stretch of readings unlike any kept before, though no reading in it is rare);
 a spike, shift or drift starts only on a reading rare enough (`rare_days`), so the flag fires
 about as often on a heavy-tailed sensor as on a smooth one.
 """
@@ -93,8 +94,8 @@ WEEKLY_AT = DAILY_AT + DAILY_BINS
 SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
 # Pattern novelty: how far the latest stretch of readings is from the nearest of the stretches
 # seen before (a nearest-neighbour "discord", as in matrix-profile and KNN-CAD detectors), for
-# anomalies with no single rare reading: a daily rise that does not come, spikes three times as
-# often, a sensor that starts to flicker within its usual range. A pattern is the last
+# anomalies with no single rare reading: draws of water every 15 minutes instead of a few times
+# a day, readings that turn from smooth to erratic within the usual range. A pattern is the last
 # PATTERN_SPAN readings averaged in PATTERN_STEP-reading points, so one blip does not make
 # every pattern novel. Earlier patterns are kept one every PATTERN_STRIDE readings in a ring
 # (fixed state size; a reading costs PATTERNS_KEPT * PATTERN_POINTS multiply-adds); a kept
@@ -545,8 +546,8 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         range_dev = MAD_TO_SIGMA * state[S_RANGE_DEV] + _floor(state[S_RANGE_MEAN])
         rz = abs(v - state[S_RANGE_MEAN]) / range_dev
         out_of_range = rz > p[P_RANGE_Z]
-        # How unusual the stretch of readings this one ends is (the pattern block), against the same
-        # usual deviation, as a return period like a reading's rarity below.
+        # How unusual the stretch of readings this one ends is (the pattern block), in the same
+        # usual deviations, as a return period like the reading's rarity below.
         pattern_rarity = _pattern_rarity(
             state, t, v, range_dev, p[P_PATTERN_RECORD], p[P_RANGE_MEMORY]
         )
@@ -608,8 +609,8 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
             score = max(score, rz / (rz + p[P_RANGE_Z]))
         if pattern_rarity > 0 and len(given) == 0:
             # A stretch of readings unlike any before, though no reading in it need be rare
-            # (a daily rise that does not come, spikes three times as often): scored on the
-            # same scale, and an anomaly of its own while it is as rare as one in `rare_days`.
+            # (draws every 15 minutes instead of a few a day): scored on the same scale, and
+            # an anomaly of its own while it is as rare as one in `rare_days` days.
             score = max(score, pattern_rarity / (pattern_rarity + rare_half))
             # Once started it lasts while the stretch stays rarer than daily, so a pattern
             # that comes and goes around the bar is one episode, not a burst of them.
