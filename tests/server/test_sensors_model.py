@@ -154,17 +154,24 @@ def test_spikes_coming_far_more_often_are_a_pattern_anomaly(seed: int) -> None:
     assert quiet[leak, model.OUT_SCORE].max() < 0.5
 
 
-def test_state_of_the_previous_layout_is_carried_over() -> None:
-    """A state stored before the rarity tables existed keeps its learned curve: the tables
-    start empty and the expected value is the same as before the upgrade."""
+@pytest.mark.parametrize("layout", ["before the rarity tables", "before the pattern block"])
+def test_state_of_the_previous_layout_is_carried_over(layout: str) -> None:
+    """A state stored by an earlier version keeps its learned curve (and its rarity tables,
+    where it had them): what it lacks starts empty, and the expected value is the same as
+    before the upgrade."""
     t, v = _noisy_days(7.0, seed=4)
     params = model.ModelParams().as_array()
     state = model.new_state()
     model.update(state, t, v, params)
-    old = state[: model.STATE_SIZE_V1].copy()
+    if layout == "before the rarity tables":
+        old = state[: model.STATE_SIZE_V1].copy()
+    else:
+        old = state[: model.STATE_SIZE_V2].copy()
+        old[[model.S_PATTERN_SEEN, model.S_PATTERN_MEAN]] = 0.0  # unused slots then
     grown = model.migrate(old)
     assert grown is not None
     assert grown.shape == (model.STATE_SIZE,)
+    assert np.array_equal(grown[: len(old)], old)
     later = t[-1] + 600 * np.arange(1, 10, dtype=np.float64)
     assert np.allclose(
         model.expected_at(grown, later, params), model.expected_at(state, later, params)
