@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,38 @@ def test_spikes_coming_far_more_often_are_a_pattern_anomaly(seed: int) -> None:
     assert model.KIND_PATTERN in out[starts, model.OUT_KIND], out[leak, model.OUT_SCORE].max()
     assert not np.any(quiet[leak, model.OUT_KIND] == model.KIND_PATTERN)
     assert quiet[leak, model.OUT_SCORE].max() < 0.5
+
+
+def _ar1_temperature(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    t = START + 300 * np.arange(int(30 * DAY / 300), dtype=np.float64)
+    wander = np.zeros(len(t))
+    for i in range(1, len(t)):
+        wander[i] = 0.98 * wander[i - 1] + rng.normal(0.0, 0.1)
+    return t, 20 + 2 * np.sin(2 * np.pi * t / DAY) + wander
+
+
+def _counts(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    t = START + 300 * np.arange(int(30 * DAY / 300), dtype=np.float64)
+    return t, rng.poisson(5 + 4 * np.sin(2 * np.pi * t / DAY)).astype(np.float64)
+
+
+def _reported_on_change(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Irregular times and 0.1-degree steps, like HA's state changes of a thermometer."""
+    t = np.sort(START + rng.uniform(0.0, 30 * DAY, 6000))
+    return t, np.round(20 + 3 * np.sin(2 * np.pi * t / DAY) + rng.normal(0.0, 0.2, len(t)), 1)
+
+
+@pytest.mark.parametrize("series", [_ar1_temperature, _counts, _reported_on_change])
+def test_ordinary_sensors_start_no_pattern_anomaly(
+    series: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """A month of a wandering temperature, of counts, of a thermometer reporting on change:
+    every stretch of readings is like earlier ones, so after the first days no pattern
+    anomaly starts (the rarity is per day of history, the bar one in 10 days)."""
+    t, v = series(np.random.default_rng(1))
+    out = model.update(model.new_state(), t, v, model.ModelParams().as_array())
+    starts = (out[:, model.OUT_EVENT] == model.EVENT_START) & (t > START + 3 * DAY)
+    assert not np.any(out[starts, model.OUT_KIND] == model.KIND_PATTERN)
 
 
 @pytest.mark.parametrize("layout", ["before the rarity tables", "before the pattern block"])
