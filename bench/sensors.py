@@ -541,8 +541,8 @@ def report(
         f"per {ALERT_WINDOW} rows of age, so a second anomaly soon after a first one (or after "
         "a false alarm) alerts again when it is nearly as strong (the same rules for every "
         f'detector). "{EVENTS.removeprefix("edge_inference, ")}": each start of an anomaly '
-        "episode (spike, level shift, drift, pattern, stuck, missing data) as the server publishes it "
-        "and HA's binary sensor shows it, scored as a detection. The fixed "
+        "episode (spike, level shift, drift, pattern, stuck, missing data) as the server "
+        "publishes it and HA's binary sensor shows it, scored as a detection. The fixed "
         "threshold is mean +- 3 standard deviations of each file's probationary rows (what a "
         "user sets by hand after a look at the history); the trend and z-score baselines "
         "scale by the probationary rows' spread too.",
