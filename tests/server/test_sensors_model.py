@@ -187,6 +187,22 @@ def test_ordinary_sensors_start_no_pattern_anomaly(
     assert not np.any(out[starts, model.OUT_KIND] == model.KIND_PATTERN)
 
 
+def test_patterns_start_again_when_readings_come_far_more_often() -> None:
+    """A warm start from HA's hourly means that goes on with every state change: a stretch of
+    32 hours is no pattern of 32 minutes, so the pattern block (its kept stretches and its
+    table of distances) starts again soon after the switch, and learns at the new pace."""
+    hourly = START + 1800 + 3600 * np.arange(20 * 24, dtype=np.float64)
+    minutes = hourly[-1] + 60 * np.arange(1, 3 * 24 * 60, dtype=np.float64)
+    t = np.concatenate([hourly, minutes])
+    v = usual(t) + np.random.default_rng(6).normal(0.0, 0.1, len(t))
+    state = model.new_state()
+    model.update(state, t, v, model.ModelParams().as_array())
+    block = state[model.PATTERN_AT :]
+    in_block = block[model.PB_READINGS]
+    assert len(minutes) - 100 < in_block < len(minutes), in_block  # from the first minutes
+    assert 30.0 < block[model.PB_INTERVAL] < 240.0, block[model.PB_INTERVAL]
+
+
 @pytest.mark.parametrize("layout", ["before the rarity tables", "before the pattern block"])
 def test_state_of_the_previous_layout_is_carried_over(layout: str) -> None:
     """A state stored by an earlier version keeps its learned curve (and its rarity tables,
@@ -200,7 +216,6 @@ def test_state_of_the_previous_layout_is_carried_over(layout: str) -> None:
         old = state[: model.STATE_SIZE_V1].copy()
     else:
         old = state[: model.STATE_SIZE_V2].copy()
-        old[[model.S_PATTERN_SEEN, model.S_PATTERN_MEAN]] = 0.0  # unused slots then
     grown = model.migrate(old)
     assert grown is not None
     assert grown.shape == (model.STATE_SIZE,)

@@ -85,9 +85,7 @@ KIND_NAMES = (
     S_BASELINE,
     S_RANGE_MEAN,
     S_RANGE_DEV,
-    S_PATTERN_SEEN,  # pattern distances scored so far
-    S_PATTERN_MEAN,  # their running mean
-) = range(24)
+) = range(22)
 SCALARS = 24
 DAILY_AT = SCALARS
 WEEKLY_AT = DAILY_AT + DAILY_BINS
@@ -100,9 +98,12 @@ SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
 # every pattern novel. Earlier patterns are kept one every PATTERN_STRIDE readings in a ring
 # (fixed state size; a reading costs PATTERNS_KEPT * PATTERN_POINTS multiply-adds); a kept
 # pattern never overlaps the current one, or the latest would be its own nearest neighbour.
-# The block counts its own readings, so a state grown from an older layout learns patterns
-# from empty, not from a ring of zeros. Here, not in a module of its own: numba's cache of
-# `_update` does not notice a change in another file's constants.
+# The block keeps its own count, start time and usual interval between readings: it starts
+# again, with an empty table of distances, when the usual interval changes fourfold for good
+# (a warm start from HA's hourly means that goes on with every state change: a stretch of
+# hours is no pattern of minutes), and a state grown from an older layout starts it empty.
+# Here, not in a module of its own: numba's cache of `_update` does not notice a change in
+# another file's constants.
 PATTERN_POINTS = 8  # points in a pattern
 PATTERN_STEP = 4  # readings averaged into one point
 PATTERN_SPAN = PATTERN_POINTS * PATTERN_STEP  # readings a pattern covers
@@ -110,8 +111,16 @@ PATTERNS_KEPT = 128  # earlier patterns kept: the last PATTERNS_KEPT * PATTERN_S
 PATTERN_STRIDE = 8  # one pattern kept every this many readings
 PATTERNS_MIN = 8  # patterns kept before a distance is given
 
-PB_READINGS, PB_KEPT = range(2)  # the block's counters
-PB_RING_AT = 2  # the last 2 * PATTERN_SPAN readings, indexed by the reading count
+PATTERN_RESTART = 4.0  # the usual interval this many times longer or shorter: start again
+(
+    PB_READINGS,  # readings in the block
+    PB_KEPT,  # patterns kept so far
+    PB_SINCE,  # the time of its first distance scored
+    PB_INTERVAL,  # its usual interval between readings (slow)
+    PB_SEEN,  # distances scored so far
+    PB_MEAN,  # their running mean
+) = range(6)
+PB_RING_AT = 6  # the last 2 * PATTERN_SPAN readings, indexed by the reading count
 PB_PATTERNS_AT = PB_RING_AT + 2 * PATTERN_SPAN  # the kept patterns, a ring
 PATTERN_SIZE = PB_PATTERNS_AT + PATTERNS_KEPT * PATTERN_POINTS
 
@@ -420,32 +429,42 @@ def _nearest_pattern_distance(block: F64, v: float) -> float:
 
 
 @numba.njit(cache=True)
-def _pattern_rarity(
-    state: F64, t: float, v: float, scale: float, record_weight: float, memory: float
-) -> float:
+def _pattern_rarity(state: F64, t: float, v: float, typical: float, scale: float, p: F64) -> float:
     """Learn v into the pattern block; the rarity (log10 of the return period in days, like a
     reading's) of how far the pattern it ends is from every earlier one, in `scale` units.
 
     Past the largest distance kept, the return period grows as a power of how far past
-    (`record_weight` per tenfold): a history of days cannot count a pattern rarer than once in
-    those days, yet one twice as strange as any before is plainly rarer."""
-    distance = _nearest_pattern_distance(state[PATTERN_AT:], v)
+    (`pattern_record` per tenfold): a history of days cannot count a pattern rarer than once
+    in those days, yet one twice as strange as any before is plainly rarer."""
+    block = state[PATTERN_AT:]
+    interval = block[PB_INTERVAL]
+    if (
+        block[PB_READINGS] == 0
+        or not interval / PATTERN_RESTART <= typical <= interval * PATTERN_RESTART
+    ):
+        block[:] = 0.0
+        start = TAIL_AT + TAIL_PATTERN * TAIL_K
+        state[start : start + TAIL_K] = -math.inf
+        block[PB_INTERVAL] = typical
+    else:
+        block[PB_INTERVAL] += (typical - interval) / p[P_RANGE_MEMORY]
+    distance = _nearest_pattern_distance(block, v) / scale
     if distance < 0:
         return 0.0
-    distance /= scale
-    seen = state[S_PATTERN_SEEN]
+    seen = block[PB_SEEN]
+    if seen == 0:
+        block[PB_SINCE] = t  # distances per day are counted from here
     record = _tail_top(state, TAIL_PATTERN)
-    rarity = _tail_rarity(state, TAIL_PATTERN, distance, state[S_PATTERN_MEAN], seen, True)
+    rarity = _tail_rarity(state, TAIL_PATTERN, distance, block[PB_MEAN], seen, True)
     if seen >= 2 * TAIL_K:
-        history_s = max(t - state[S_FIRST_T], 1.0)
-        rarity -= math.log10(seen * DAY_S / history_s)
+        rarity -= math.log10(seen * DAY_S / max(t - block[PB_SINCE], 1.0))
         if distance > record > 0:
-            rarity += record_weight * math.log10(distance / record)
+            rarity += p[P_PATTERN_RECORD] * math.log10(distance / record)
     else:
         rarity = 0.0
-    follow = max(1.0 / (seen + 1.0), 1.0 / memory)
-    state[S_PATTERN_MEAN] += follow * (distance - state[S_PATTERN_MEAN])
-    state[S_PATTERN_SEEN] = seen + 1.0
+    follow = max(1.0 / (seen + 1.0), 1.0 / p[P_RANGE_MEMORY])
+    block[PB_MEAN] += follow * (distance - block[PB_MEAN])
+    block[PB_SEEN] = seen + 1.0
     return rarity
 
 
@@ -472,7 +491,6 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
             state[S_BASELINE] = v
             state[S_RANGE_MEAN] = v
             state[S_COUNT] = 1
-            _nearest_pattern_distance(state[PATTERN_AT:], v)  # the first reading of a pattern
             out[i, OUT_EXPECTED] = v
             out[i, OUT_LOWER] = v
             out[i, OUT_UPPER] = v
@@ -548,9 +566,7 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         out_of_range = rz > p[P_RANGE_Z]
         # How unusual the stretch of readings this one ends is (the pattern block), in the same
         # usual deviations, as a return period like the reading's rarity below.
-        pattern_rarity = _pattern_rarity(
-            state, t, v, range_dev, p[P_PATTERN_RECORD], p[P_RANGE_MEMORY]
-        )
+        pattern_rarity = _pattern_rarity(state, t, v, typical, range_dev, p)
 
         # Rarity: how few of the readings so far were as extreme, in value and in residual, as
         # a return period: log10 of the days between readings this extreme. Counting per day,
