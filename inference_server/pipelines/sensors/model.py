@@ -98,10 +98,11 @@ SPREAD_AT = WEEKLY_AT + WEEKLY_BINS  # the usual residual by time of day
 # every pattern novel. Earlier patterns are kept one every PATTERN_STRIDE readings in a ring
 # (fixed state size; a reading costs PATTERNS_KEPT * PATTERN_POINTS multiply-adds); a kept
 # pattern never overlaps the current one, or the latest would be its own nearest neighbour.
-# The block keeps its own count, start time and usual interval between readings: it starts
-# again, with an empty table of distances, when the usual interval changes fourfold for good
-# (a warm start from HA's hourly means that goes on with every state change: a stretch of
-# hours is no pattern of minutes), and a state grown from an older layout starts it empty.
+# The block keeps its own count, start time and slow average of the usual interval between
+# readings: it starts again, with an empty table of distances, when the (smoothed) usual
+# interval moves fourfold off that average (a warm start from HA's hourly means that goes on
+# with every state change: a stretch of hours is no pattern of minutes), and a state grown
+# from an older layout starts it empty.
 # Here, not in a module of its own: numba's cache of `_update` does not notice a change in
 # another file's constants.
 PATTERN_POINTS = 8  # points in a pattern
