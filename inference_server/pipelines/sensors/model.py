@@ -350,9 +350,10 @@ def _learn_spread(state: F64, t: float, target: float, rate: float) -> None:
 @numba.njit(cache=True)
 def _tail_rarity(
     state: F64, table: int, x: float, center: float, seen: float, learn: bool
-) -> float:
-    """-log10 of the share of the `seen` readings so far at or above x; then, if `learn`,
-    x joins the table when it is among the TAIL_K highest.
+) -> tuple[float, float]:
+    """-log10 of the share of the `seen` readings so far at or above x, and the highest kept
+    before x (-inf while the table is empty: x beyond it is a record); then, if `learn`, x
+    joins the table when it is among the TAIL_K highest.
 
     Exact among the TAIL_K highest (the table); below them, log-linear from 0 at `center`
     to the table's edge, so the bulk of the readings needs no storage."""
@@ -360,9 +361,11 @@ def _tail_rarity(
     kept = 0
     at_or_above = 0
     edge = math.inf  # the lowest kept; -inf slots are empty
+    top = -math.inf
     weakest = start
     for k in range(start, start + TAIL_K):
         value = state[k]
+        top = max(top, value)
         if value < state[weakest]:
             weakest = k
         if value > -math.inf:
@@ -373,19 +376,12 @@ def _tail_rarity(
     if learn:
         state[weakest] = max(state[weakest], x)
     if kept < TAIL_K or seen < 2 * TAIL_K:
-        return 0.0
+        return 0.0, top
     if at_or_above < TAIL_K:
-        return math.log10((seen + 1.0) / (at_or_above + 1.0))
+        return math.log10((seen + 1.0) / (at_or_above + 1.0)), top
     if x <= center or edge <= center:
-        return 0.0
-    return math.log10((seen + 1.0) / (TAIL_K + 1.0)) * (x - center) / (edge - center)
-
-
-@numba.njit(cache=True)
-def _tail_top(state: F64, table: int) -> float:
-    """The most extreme reading kept in a tail table (-inf while it is empty)."""
-    start = TAIL_AT + table * TAIL_K
-    return float(np.max(state[start : start + TAIL_K]))
+        return 0.0, top
+    return math.log10((seen + 1.0) / (TAIL_K + 1.0)) * (x - center) / (edge - center), top
 
 
 @numba.njit(cache=True)
@@ -455,8 +451,7 @@ def _pattern_rarity(state: F64, t: float, v: float, typical: float, scale: float
     seen = block[PB_SEEN]
     if seen == 0:
         block[PB_SINCE] = t  # distances per day are counted from here
-    record = _tail_top(state, TAIL_PATTERN)
-    rarity = _tail_rarity(state, TAIL_PATTERN, distance, block[PB_MEAN], seen, True)
+    rarity, record = _tail_rarity(state, TAIL_PATTERN, distance, block[PB_MEAN], seen, True)
     if seen >= 2 * TAIL_K:
         rarity -= math.log10(seen * DAY_S / max(t - block[PB_SINCE], 1.0))
         if distance > record > 0:
@@ -576,14 +571,13 @@ def _update(state: F64, ts: F64, vs: F64, p: F64, given: F64, out: F64) -> None:
         # A stuck sensor's copies of one value would crowd the tables: they are not kept.
         history_s = max(t - state[S_FIRST_T], 1.0)
         keep = not stuck
-        record = v > _tail_top(state, TAIL_TOP_V) or -v > _tail_top(state, TAIL_LOW_V)
-        rare_value = max(
-            _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n, keep),
-            _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n, keep),
-        )
+        rare_high, highest = _tail_rarity(state, TAIL_TOP_V, v, state[S_RANGE_MEAN], n, keep)
+        rare_low, lowest = _tail_rarity(state, TAIL_LOW_V, -v, -state[S_RANGE_MEAN], n, keep)
+        rare_value = max(rare_high, rare_low)
+        record = v > highest or -v > lowest  # beyond every value kept (lows are negated)
         rare_resid = max(
-            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, n, keep),
-            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n, keep),
+            _tail_rarity(state, TAIL_TOP_R, resid, 0.0, n, keep)[0],
+            _tail_rarity(state, TAIL_LOW_R, -resid, 0.0, n, keep)[0],
         )
         rarity = 0.0
         tail_rarity = 0.0  # the rarer of the two alone: a calibrated return period
